@@ -1,0 +1,3 @@
+"""parsec: DHT lookup performance measurement, distributed with Ray."""
+
+__version__ = "0.1.0"

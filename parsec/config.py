@@ -1,0 +1,215 @@
+"""Settings for every parsec component: one pydantic-settings object per component.
+
+The environment names are the original's (``PARSEC_DATABASE_*``, ``PARSEC_SERVER_*``,
+``PARSEC_SCHEDULER_*``, ``AWS_REGION``) so a deployment of the Go tool can be pointed at
+ours unchanged. CLI flags override the environment: the CLI passes them as init values,
+which pydantic-settings ranks above environment variables.
+
+Durations accept seconds (``30``, ``0.5``) or Go-style strings (``1m``, ``1m30s``,
+``250ms``) because the original's flags and env values are Go durations.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a Go duration string (``1m30s``)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"not a duration: {text!r} (use seconds or e.g. 1m, 30s, 250ms)")
+    return total
+
+
+def _split_list(value: object) -> object:
+    """Comma-separated env values (``default,fullrt``) as lists; lists pass through."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
+
+FLEETS = ("default", "optprov", "fullrt", "pylibp2p")
+AMINO_BOOTSTRAP = (
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+    "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ",
+)
+DEFAULT_STATE_DIR = Path(".parsec")
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the PostgreSQL database is. ``host`` left unset means: the demo embeds one."""
+
+    model_config = SettingsConfigDict(env_prefix="PARSEC_DATABASE_", extra="ignore")
+
+    host: str = "localhost"
+    port: int = Field(5432, ge=1, le=65535)
+    name: str = "parsec"
+    user: str = "parsec"
+    password: str = Field("password", repr=False)
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "disable"
+
+    @property
+    def host_given(self) -> bool:
+        """True when the user named a database (env or flag); else the demo embeds one."""
+        return "host" in self.model_fields_set
+
+    def dsn(self) -> str:
+        """A libpq URL for asyncpg; a host starting with ``/`` is a unix-socket directory."""
+        from urllib.parse import quote
+
+        auth = f"{quote(self.user)}:{quote(self.password)}"
+        if self.host.startswith("/"):
+            return f"postgresql://{auth}@/{quote(self.name)}?host={quote(self.host)}&port={self.port}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name)}?sslmode={self.ssl_mode}"
+
+    def redacted(self) -> str:
+        """The address without the password, for logs and messages."""
+        return f"{self.user}@{self.host}:{self.port}/{self.name}"
+
+
+class NetworkSettings(BaseSettings):
+    """Which kad-dht network a peer joins: the local testbed or a public one."""
+
+    model_config = SettingsConfigDict(env_prefix="PARSEC_", extra="ignore")
+
+    network: Literal["testbed", "amino", "custom"] = "testbed"
+    protocol_prefix: str = "/ipfs"
+    bootstrap_peers: CsvList = Field(default_factory=list)
+    bootstrap_file: Path = DEFAULT_STATE_DIR / "testbed" / "bootstrap.txt"
+
+    @field_validator("protocol_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/"):
+            raise ValueError("must start with '/' and not end with '/', e.g. /ipfs")
+        return value
+
+    @property
+    def protocol_id(self) -> str:
+        return f"{self.protocol_prefix}/kad/1.0.0"
+
+    def resolved_bootstrap(self) -> list[str]:
+        """Bootstrap multiaddrs: explicit list, else the network's (testbed: its file)."""
+        if self.bootstrap_peers:
+            return list(self.bootstrap_peers)
+        if self.network == "amino":
+            return list(AMINO_BOOTSTRAP)
+        if self.network == "testbed" and self.bootstrap_file.exists():
+            return [ln.strip() for ln in self.bootstrap_file.read_text().splitlines() if ln.strip()]
+        return []
+
+
+class ServerSettings(BaseSettings):
+    """A parsec server: HTTP API, libp2p peer, registration and heartbeat."""
+
+    model_config = SettingsConfigDict(env_prefix="PARSEC_SERVER_", extra="ignore")
+
+    fleet: str = "default"
+    server_host: str = "127.0.0.1"
+    server_port: int = Field(7070, ge=0, le=65535)
+    peer_host: str = "127.0.0.1"
+    peer_port: int = Field(4001, ge=0, le=65535)
+    startup_delay: Seconds = 0.0
+    heartbeat_interval: Seconds = 60.0
+    provide_timeout: Seconds = 180.0
+    retrieve_timeout: Seconds = 60.0
+    rpc_timeout: Seconds = 10.0
+    max_content_bytes: int = Field(1 << 20, ge=1)
+    min_routing_table: int = Field(1, ge=0, description="peers needed before /readiness is 200")
+    advertise_host: str | None = None
+    name: str | None = None
+
+    @field_validator("fleet")
+    @classmethod
+    def _known_fleet(cls, value: str) -> str:
+        if value not in FLEETS:
+            raise ValueError(f"unknown fleet {value!r}; known: {', '.join(FLEETS)}")
+        return value
+
+
+class SchedulerSettings(BaseSettings):
+    """A scheduler: which fleets, how often, how many probes, where results go."""
+
+    model_config = SettingsConfigDict(env_prefix="PARSEC_SCHEDULER_", extra="ignore")
+
+    fleets: CsvList = Field(default_factory=lambda: ["default"], min_length=1)
+    interval: Seconds = 60.0
+    probes: int = Field(1, ge=1, le=100)
+    rounds: int | None = Field(None, ge=1)
+    content_bytes: int = Field(1024, ge=1)
+    http_timeout: Seconds = 240.0
+    readiness_timeout: Seconds = 5.0
+    heartbeat_window: Seconds = 120.0
+    parquet_dir: Path | None = DEFAULT_STATE_DIR / "parquet"
+    parquet_rotate_rows: int = Field(1000, ge=1)
+    parquet_rotate_seconds: Seconds = 60.0
+
+
+class TestbedSettings(BaseSettings):
+    """The local DHT network: how many peers, in how many processes."""
+
+    __test__ = False  # not a pytest test class despite the name
+    model_config = SettingsConfigDict(env_prefix="PARSEC_TESTBED_", extra="ignore")
+
+    peers: int = Field(200, ge=2, le=20000)
+    processes: int = Field(2, ge=1, le=64)
+    host: str = "127.0.0.1"
+    k: int = Field(20, ge=1, le=64)
+    seed: int | None = None
+
+
+def region_from_env() -> str:
+    """The region label: ``AWS_REGION`` as in the original, else ``local``."""
+    import os
+
+    return os.environ.get("AWS_REGION") or "local"
+
+
+def describe_validation_error(error: ValidationError, prefix: str) -> str:
+    """One line per bad setting, named as the user would set it (env name)."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "?"
+        env = f"{prefix}{field}".upper()
+        lines.append(f"  {env}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load(cls, prefix: str | None = None, **overrides):
+    """Build a settings object; CLI overrides that are None are left to env/defaults.
+
+    Raises ``SystemExit`` with readable lines instead of a pydantic trace.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return cls(**given)
+    except ValidationError as error:
+        env_prefix = prefix if prefix is not None else cls.model_config.get("env_prefix", "")
+        raise SystemExit(describe_validation_error(error, env_prefix)) from None

@@ -1,0 +1,144 @@
+"""``parsec demo``: the whole measurement loop on one machine, then a summary.
+
+Ray (joined via ``--ray-address``/``RAY_ADDRESS``, else a private local cluster), an
+embedded PostgreSQL (unless ``PARSEC_DATABASE_HOST`` names one), a testbed of real
+py-libp2p peers, a fleet of server actors that join it the honest way, and the scheduler
+submitted as a Ray job. Everything it started is stopped at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--peers", type=int, default=200, help="testbed peers (default 200)")
+    parser.add_argument("--shards", type=int, default=2, help="testbed processes (Ray actors)")
+    parser.add_argument("--fleets", default="default", help="comma-separated fleets (default 'default')")
+    parser.add_argument("--servers", type=int, default=3, help="servers per fleet (default 3)")
+    parser.add_argument("--rounds", type=int, default=6, help="scheduler rounds (default 6)")
+    parser.add_argument("--interval", default="2s", help="round interval (default 2s)")
+    parser.add_argument("--probes", type=int, default=1)
+    parser.add_argument("--state-dir", default=".parsec", help="where the database and Parquet files go")
+    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="join this Ray cluster")
+    parser.add_argument("--keep", action="store_true", help="leave everything running")
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def start_ray(address: str | None):
+    import ray
+
+    from parsec.deploy import local_ray_env
+
+    local_ray_env()
+    if address:
+        say(f"joining Ray at {address}")
+        return ray.init(address=address, namespace="parsec", log_to_driver=False)
+    say("starting a private local Ray cluster")
+    return ray.init(namespace="parsec", include_dashboard=True, dashboard_host="127.0.0.1",
+                    log_to_driver=False, num_cpus=os.cpu_count() or 2)
+
+
+def job_client(context, address: str | None):
+    from ray.job_submission import JobSubmissionClient
+
+    url = context.dashboard_url or ""
+    if url and not url.startswith("http"):
+        url = f"http://{url}"
+    return JobSubmissionClient(url or "http://127.0.0.1:8265")
+
+
+def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path) -> str:
+    entry = REPO_ROOT / "jobs" / "scheduler.py"
+    command = [sys.executable, str(entry)] if entry.exists() else [sys.executable, "-m", "parsec.scheduler.job"]
+    command += ["--fleets", args.fleets, "--rounds", str(args.rounds), "--interval", str(args.interval),
+                "--probes", str(args.probes), "--parquet-dir", str(parquet_dir)]
+    env = {f"PARSEC_DATABASE_{k.upper()}": str(v) for k, v in database.model_dump().items()}
+    return client.submit_job(entrypoint=" ".join(command), runtime_env={"env_vars": env})
+
+
+def follow_job(client, job_id: str, timeout: float) -> str:
+    """Stream the job's output lines until it ends; returns its final status."""
+    from ray.job_submission import JobStatus
+
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get_job_status(job_id)
+        logs = client.get_job_logs(job_id)
+        lines = logs.splitlines()
+        for line in lines[seen:]:
+            say(f"  scheduler | {line}")
+        seen = len(lines)
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            return str(status)
+        if time.monotonic() > deadline:
+            client.stop_job(job_id)
+            return "TIMEOUT"
+        time.sleep(1.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+
+    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.server.actor import ServerActorConfig
+    from parsec.summary import print_summary
+
+    state = Path(args.state_dir).resolve()
+    parquet_dir = state / "parquet"
+    database = load(DatabaseSettings)
+    network = load(NetworkSettings, network="testbed")
+    fleets = [f.strip() for f in args.fleets.split(",") if f.strip()]
+    embedded = None
+    with contextlib.ExitStack() as cleanup:
+        if not database.host_given:
+            from parsec.store.embedded import EmbeddedPostgres
+
+            embedded = EmbeddedPostgres(state / "postgres")
+            say(f"starting embedded PostgreSQL in {state / 'postgres'}")
+            database = embedded.start()
+            if not args.keep:
+                cleanup.callback(embedded.stop)
+        context = start_ray(args.ray_address)
+        if not args.keep:
+            cleanup.callback(ray.shutdown)
+        testbed = start_testbed(TestbedSettings(peers=args.peers, processes=args.shards), network.protocol_id,
+                                name="demo-testbed", progress=say)
+        if not args.keep:
+            cleanup.callback(testbed.stop)
+        bootstrap = testbed.bootstrap_addrs()
+        actors = []
+        for fleet in fleets:
+            for i in range(args.servers):
+                server = ServerSettings(fleet=fleet, server_port=0, peer_port=0, heartbeat_interval=10)
+                config = ServerActorConfig(name=f"demo-{fleet}-{i}", server=server, network=network,
+                                           database=database, bootstrap=bootstrap)
+                actors.append(deploy_server(config))
+        if not args.keep:
+            cleanup.callback(stop_servers, actors)
+        say(f"deploying {len(actors)} server actor(s) in fleet(s) {', '.join(fleets)}")
+        wait_ready(actors, timeout=180, progress=say)
+        client = job_client(context, args.ray_address)
+        job_id = submit_scheduler(client, args, database, parquet_dir)
+        say(f"submitted scheduler job {job_id}")
+        status = follow_job(client, job_id, timeout=120 + args.rounds * 60)
+        say(f"scheduler job {status}")
+        asyncio.run(print_summary(database, fleets))
+        print(f"\nParquet dataset: {parquet_dir}")
+        note = " (embedded; stopped now, data kept in its directory)" if embedded and not args.keep else ""
+        print(f"Database: {database.redacted()}{note}")
+        return 0 if status.endswith("SUCCEEDED") else 1

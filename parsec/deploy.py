@@ -1,0 +1,121 @@
+"""Ray placement of parsec's long-lived parts: testbed shards and server fleets.
+
+``ray.remote(**options)`` is applied here and only here (as Ray Serve does): the actor
+classes stay plain and testable. Servers are named, detached actors in namespace
+``parsec`` and restarted on crash; a later job finds them with ``ray.get_actor``.
+Actors reserve no CPU for scheduling (``num_cpus=0``): a testbed and a fleet share a
+two-core machine, and their real cost is reported by the benchmarks instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import ray
+
+from parsec.config import TestbedSettings
+from parsec.net.wire import WirePeer
+from parsec.server.actor import ParsecServerActor, ServerActorConfig
+from parsec.testbed.actor import TestbedShardActor
+from parsec.testbed.shard import ShardSpec, peer_multiaddr
+
+NAMESPACE = "parsec"
+LOCAL_RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps Ray's sockets on 127.0.0.1
+    "RAY_AUTH_MODE": "disabled",
+}
+_SERVER_OPTIONS = dict(lifetime="detached", namespace=NAMESPACE, max_restarts=-1, max_task_retries=0,
+                       num_cpus=0, max_concurrency=4)
+_SHARD_OPTIONS = dict(lifetime="detached", namespace=NAMESPACE, max_restarts=0, num_cpus=0)
+
+ServerActor = ray.remote(**_SERVER_OPTIONS)(ParsecServerActor)
+ShardActor = ray.remote(**_SHARD_OPTIONS)(TestbedShardActor)
+
+
+def local_ray_env() -> None:
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass
+class TestbedHandle:
+    """A running testbed: its shard actors and every peer's address."""
+
+    __test__ = False
+    shards: list = field(default_factory=list)
+    peers: list[WirePeer] = field(default_factory=list)
+    ready_seconds: float = 0.0
+
+    def bootstrap_addrs(self, count: int = 4) -> list[str]:
+        """A few peers spread over the shards, as ``/ip4/…/p2p/…`` strings."""
+        step = max(len(self.peers) // count, 1)
+        return [peer_multiaddr(peer) for peer in self.peers[::step][:count]]
+
+    def stop(self) -> None:
+        for shard in self.shards:
+            try:
+                ray.get(shard.stop.remote(), timeout=30)
+            except Exception:
+                pass
+            ray.kill(shard)
+
+
+def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "testbed",
+                  progress=print) -> TestbedHandle:
+    """Start ``settings.peers`` peers over ``settings.processes`` shard actors and fill tables."""
+    started = time.monotonic()
+    count = min(settings.processes, settings.peers)
+    sizes = [settings.peers // count + (1 if i < settings.peers % count else 0) for i in range(count)]
+    shards = [
+        ShardActor.options(name=f"{name}-{i}").remote(
+            ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed))
+        for i, size in enumerate(sizes)
+    ]
+    handle = TestbedHandle(shards=shards)
+    for batch in ray.get([shard.start.remote() for shard in shards]):
+        handle.peers.extend(batch)
+    progress(f"testbed: {len(handle.peers)} peers listening; filling routing tables")
+    ray.get([shard.fill.remote(handle.peers) for shard in shards])
+    handle.ready_seconds = time.monotonic() - started
+    progress(f"testbed: {len(handle.peers)} peers ready in {handle.ready_seconds:.1f}s")
+    return handle
+
+
+def deploy_server(config: ServerActorConfig, resources: dict | None = None):
+    """Place (or find) the named server actor; rerunning with the same name is a no-op."""
+    options = {"name": config.name, "get_if_exists": True}
+    if resources:
+        options["resources"] = resources
+    return ServerActor.options(**options).remote(config)
+
+
+def wait_ready(actors: list, timeout: float = 120.0, progress=print) -> list[dict]:
+    """Poll server actors until every one reports ready; raises TimeoutError with details."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        statuses = ray.get([actor.status.remote() for actor in actors])
+        ready = sum(1 for status in statuses if status["ready"])
+        line = f"servers ready: {ready}/{len(actors)}"
+        if line != last:
+            progress(line)
+            last = line
+        if ready == len(actors):
+            return statuses
+        if time.monotonic() > deadline:
+            problems = "; ".join(f"{s['name']}: {s['error'] or 'rt=' + str(s['routing_table_size'])}"
+                                 for s in statuses if not s["ready"])
+            raise TimeoutError(f"servers not ready after {timeout:.0f}s: {problems}")
+        time.sleep(0.5)
+
+
+def stop_servers(actors: list) -> None:
+    for actor in actors:
+        try:
+            ray.get(actor.stop.remote(), timeout=30)
+        except Exception:
+            pass
+        ray.kill(actor, no_restart=True)

@@ -1,0 +1,514 @@
+"""The iterative Kademlia lookup as a sans-IO state machine.
+
+Why sans-IO: the same lookup must run over real libp2p streams (``parsec.net``) and inside a
+discrete-event simulator with a virtual clock (``parsec.sim``). So this module never reads a
+clock, never sleeps and never sends: the driver feeds it events stamped with the current time
+``now`` (seconds, any monotonic origin) and it answers with the peers to ask next, the next
+deadline to wake up at, and — once ``done`` — a ``LookupResult``.
+
+Driver loop::
+
+    lookup = Lookup(target, table.closest(target, 20), now=clock())
+    while not lookup.done:
+        for peer in lookup.poll(clock()):
+            send FIND_NODE / GET_PROVIDERS to peer           # answer arrives later
+        wait for an answer, or until lookup.next_deadline()
+        lookup.on_response(peer, closer_peers, clock(), providers)   # or on_failure(...)
+    lookup.result
+
+Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
+
+* Each known peer is in one ``PeerState``: HEARD (known, not asked), WAITING (request in
+  flight), RESPONDED, FAILED (the driver reported an error) or TIMED_OUT (no answer within
+  ``rpc_timeout``; FAILED and TIMED_OUT are go's "unreachable"), or ABANDONED (request still
+  in flight when the walk ended and no longer awaited).
+* Walk: at most ``alpha`` requests WAITING; each ``poll`` asks the closest HEARD peers to
+  fill the free slots. A peer is never asked twice, the local peer never. Closer peers from
+  a response enter as HEARD (at most ``2*k`` per response, as go caps them); a peer keeps the
+  hop of the response that first named it (go's "referrer"): seeds are hop 1, peers named by
+  a hop-h peer are hop h+1.
+* After every event the walk's end is checked in go's order:
+    1. ``found``     — goal "providers" and ``max_providers`` distinct providers received;
+    2. ``exhausted`` — no HEARD and no WAITING peer left (starvation; in a small network
+       this is the normal end, it does not mean failure);
+    3. ``converged`` — among known peers that are not unreachable, the ``beta`` closest
+       have all RESPONDED. (So nothing closer than them is still unasked or pending: any
+       such peer would itself be among those ``beta``.)
+* Followup, only after ``converged`` (a walk that ended ``found``, ``exhausted`` or
+  ``stopped`` ends the lookup). Its requests are not bounded by ``alpha``: up to ``k`` of
+  them may be in flight at once. Providers still count, and reaching ``max_providers`` ends it as
+  ``found``. Three modes:
+
+  - ``"once"`` (default; go's runLookupWithFollowup, used by its GetClosestPeers, Provide
+    and FindProviders): the k closest not-unreachable peers that are still HEARD or WAITING
+    at convergence are each asked once, all at once; the lookup ends when every one of them
+    has answered, failed or timed out. Closer peers named in followup answers are not
+    followed, and requests WAITING outside that set are ABANDONED. One difference from go:
+    go cancels the walk's in-flight requests and asks those peers again; here the original
+    request is kept.
+  - ``"refill"`` (the completion rule of rust-libp2p's ClosestPeersIter): it ends only
+    when the k closest not-unreachable known peers have all RESPONDED (or no such peer is
+    left): a peer of that set that fails is replaced by the next closest, closer peers in
+    answers are followed, nothing is abandoned. Robust top-k under churn, for more RPCs.
+  - ``"off"``: end at convergence; at most ``alpha`` requests are ever in flight.
+* Responses or failures arriving after a request timed out or was abandoned are ignored
+  (such responses are counted in ``late_responses``); so is every event after ``done``, and
+  the result never changes once done. An event for a peer that was never asked, already
+  answered or failed is a driver bug: ValueError.
+* Time must not go backwards (ValueError). A request sent at ``t`` times out at the first
+  event or ``poll`` with ``now >= t + rpc_timeout``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+from operator import attrgetter
+from typing import Literal
+
+from .keyspace import Key, PeerRef
+
+Goal = Literal["closest", "providers"]
+Phase = Literal["walk", "followup", "done"]
+Reason = Literal["found", "converged", "exhausted", "stopped"]
+Followup = Literal["once", "refill", "off"]
+
+
+class PeerState(enum.Enum):
+    """Where a peer stands in one lookup (go-libp2p-kad-dht's qpeerset states, plus two)."""
+
+    HEARD = "heard"
+    WAITING = "waiting"
+    RESPONDED = "responded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    ABANDONED = "abandoned"
+
+
+UNREACHABLE = frozenset({PeerState.FAILED, PeerState.TIMED_OUT})
+"""States that exclude a peer from the closest-known set and from the termination rule."""
+
+_PENDING = frozenset({PeerState.HEARD, PeerState.WAITING})
+_IGNORED_LATE = frozenset({PeerState.TIMED_OUT, PeerState.ABANDONED})
+
+
+@dataclass(slots=True)
+class _Candidate:
+    peer: PeerRef
+    distance: int
+    hop: int
+    state: PeerState = PeerState.HEARD
+    deadline: float = math.inf
+
+
+_by_distance = attrgetter("distance")
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """What a lookup found and what it cost. Times are in the driver's clock.
+
+    ``closest``: the k closest peers that responded, closest first.
+    ``closest_known``: the k closest peers not unreachable (responded, or heard/waiting)
+    when the walk ended — go's lookup result, the peers its Provide sends ADD_PROVIDER to.
+    ``providers``: distinct provider records, in arrival order (at most ``max_providers``
+    when that is > 0).
+    ``found``: goal "providers" — at least one provider; goal "closest" — at least one
+    peer responded.
+    ``hops``: the hop of the peer that returned the first provider; otherwise the largest hop
+    among ``closest`` (0 if none).
+    ``rpcs`` counts requests sent (``followup_rpcs`` of them in the followup);
+    ``peers_contacted`` equals ``rpcs`` because no peer is asked twice; ``peers_seen`` counts
+    every distinct peer the lookup heard of. ``errors`` tallies ``on_failure`` error strings.
+    ``reason``, ``walk_ended_at`` and ``finished_at`` are None while the lookup runs.
+    """
+
+    target: Key
+    goal: Goal
+    reason: Reason | None
+    closest: list[PeerRef]
+    closest_known: list[PeerRef]
+    providers: list[PeerRef]
+    found: bool
+    exhausted: bool
+    hops: int
+    rpcs: int
+    followup_rpcs: int
+    responses: int
+    failures: int
+    timeouts: int
+    late_responses: int
+    peers_contacted: int
+    peers_seen: int
+    started_at: float
+    first_response_at: float | None
+    last_response_at: float | None
+    first_provider_at: float | None
+    walk_ended_at: float | None
+    finished_at: float | None
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, None while running."""
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+class Lookup:
+    """One iterative lookup of ``target``; see the module docstring for the exact rules.
+
+    ``seeds`` are the peers to start from (go starts from the k closest of its routing
+    table). ``goal="providers"`` ends as soon as ``max_providers`` distinct providers arrived
+    (``max_providers=0``: collect all, never end early). ``followup`` picks what happens
+    after convergence: ``"once"`` (go), ``"refill"`` (complete top-k) or ``"off"``.
+    """
+
+    def __init__(
+        self,
+        target: Key,
+        seeds: Iterable[PeerRef],
+        *,
+        now: float,
+        goal: Goal = "closest",
+        alpha: int = 10,
+        beta: int = 3,
+        k: int = 20,
+        rpc_timeout: float = 10.0,
+        self_peer: PeerRef | None = None,
+        max_providers: int = 1,
+        followup: Followup = "once",
+    ) -> None:
+        if goal not in ("closest", "providers"):
+            raise ValueError(f"unknown goal {goal!r}")
+        if min(alpha, beta, k) < 1:
+            raise ValueError(f"alpha, beta and k must be >= 1, got {alpha}, {beta}, {k}")
+        if not rpc_timeout > 0:
+            raise ValueError(f"rpc_timeout must be > 0, got {rpc_timeout}")
+        if followup not in ("once", "refill", "off"):
+            raise ValueError(f"unknown followup mode {followup!r}")
+        if max_providers < 0:
+            raise ValueError(f"max_providers must be >= 0, got {max_providers}")
+        self.target = target
+        self.goal: Goal = goal
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+        self.rpc_timeout = rpc_timeout
+        self.max_providers = max_providers
+        self.followup: Followup = followup
+        self._self_id = None if self_peer is None else self_peer.peer_id
+
+        self._candidates: dict[PeerRef, _Candidate] = {}
+        self._order: list[_Candidate] = []  # every candidate, sorted by distance to target
+        self._heard = 0  # candidates in state HEARD
+        self._in_flight: dict[PeerRef, _Candidate] = {}  # awaited requests (WAITING)
+        self._followup_set: list[_Candidate] = []  # mode "once": fixed at convergence
+        self._providers: dict[PeerRef, None] = {}
+        self._provider_hop = 0
+        self._errors: Counter[str] = Counter()
+
+        self._phase: Phase = "walk"
+        self._reason: Reason | None = None
+        self._walk_reason: Reason | None = None
+        self._closest_known_at_walk_end: list[PeerRef] | None = None
+
+        self._now = now
+        self._started_at = now
+        self._first_response_at: float | None = None
+        self._last_response_at: float | None = None
+        self._first_provider_at: float | None = None
+        self._walk_ended_at: float | None = None
+        self._finished_at: float | None = None
+        self._rpcs = self._followup_rpcs = 0
+        self._responses = self._failures = self._timeouts = self._late = 0
+
+        for seed in seeds:
+            self._hear(seed, hop=1)
+        self._update()
+
+    # ----------------------------------------------------------------- driver events
+
+    def poll(self, now: float) -> list[PeerRef]:
+        """Expire timed-out requests, then return the peers to send a request to now,
+        closest first; they are marked WAITING. Empty once done or when no slot is free."""
+        self._advance(now)
+        if self._phase == "walk":
+            room = self.alpha - len(self._in_flight)
+            picked = list(islice(self._in_state(PeerState.HEARD), max(room, 0)))
+        elif self._phase == "followup":
+            picked = [c for c in self._followup_targets() if c.state is PeerState.HEARD]
+        else:
+            return []
+        deadline = now + self.rpc_timeout
+        for candidate in picked:
+            candidate.state = PeerState.WAITING
+            candidate.deadline = deadline
+            self._in_flight[candidate.peer] = candidate
+        self._heard -= len(picked)
+        self._rpcs += len(picked)
+        if self._phase == "followup":
+            self._followup_rpcs += len(picked)
+        return [candidate.peer for candidate in picked]
+
+    def on_response(
+        self,
+        peer: PeerRef,
+        closer: Iterable[PeerRef],
+        now: float,
+        providers: Iterable[PeerRef] = (),
+    ) -> None:
+        """``peer`` answered with ``closer`` peers (and, for GET_PROVIDERS, ``providers``)."""
+        candidate = self._answering(peer, now)
+        if candidate is None:
+            if not self.done:
+                self._late += 1
+            return
+        candidate.state = PeerState.RESPONDED
+        self._responses += 1
+        if self._first_response_at is None:
+            self._first_response_at = now
+        self._last_response_at = now
+        self._add_providers(providers, candidate.hop, now)
+        if self._phase == "walk" or self.followup == "refill":
+            for closer_peer in islice(closer, 2 * self.k):
+                self._hear(closer_peer, hop=candidate.hop + 1)
+        self._update()
+
+    def on_failure(self, peer: PeerRef, now: float, error: str = "") -> None:
+        """The request to ``peer`` failed (dial error, stream reset, bad message...)."""
+        candidate = self._answering(peer, now)
+        if candidate is None:
+            return
+        candidate.state = PeerState.FAILED
+        self._failures += 1
+        self._errors[error] += 1
+        self._update()
+
+    def stop(self, now: float) -> None:
+        """End the lookup at once (a strategy decided it knows enough, or the driver gave
+        up); reason ``stopped``, no followup. No effect once done."""
+        self._advance(now)
+        if self._phase == "walk":
+            self._mark_walk_end()
+        if self._phase != "done":
+            self._finish("stopped")
+
+    # ----------------------------------------------------------------- queries
+
+    def next_deadline(self) -> float | None:
+        """The earliest timeout of an awaited request: when the driver must call ``poll``
+        even if no answer arrives. None when nothing is awaited (or done)."""
+        return min((c.deadline for c in self._in_flight.values()), default=None)
+
+    @property
+    def done(self) -> bool:
+        return self._phase == "done"
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def reason(self) -> Reason | None:
+        return self._reason
+
+    @property
+    def in_flight(self) -> list[PeerRef]:
+        """Peers whose answer is awaited. The driver may cancel any other request it still
+        has outstanding for this lookup (its answer would be ignored)."""
+        return list(self._in_flight)
+
+    def state_of(self, peer: PeerRef) -> PeerState | None:
+        """The peer's state in this lookup, None if never heard of."""
+        candidate = self._candidates.get(peer)
+        return None if candidate is None else candidate.state
+
+    def closest_known(self, n: int | None = None) -> list[PeerRef]:
+        """The ``n`` (default k) closest peers not unreachable, whether asked or not."""
+        return [c.peer for c in self._reachable(self.k if n is None else n)]
+
+    def closest_responded(self, n: int | None = None) -> list[PeerRef]:
+        """The ``n`` (default k) closest peers that responded."""
+        responded = (c.peer for c in self._in_state(PeerState.RESPONDED))
+        return list(islice(responded, self.k if n is None else n))
+
+    @property
+    def providers(self) -> list[PeerRef]:
+        return list(self._providers)
+
+    @property
+    def result(self) -> LookupResult:
+        """A snapshot of the outcome and counters; final once ``done``."""
+        closest = self.closest_responded()
+        if self.goal == "providers" and self._providers:
+            hops = self._provider_hop
+        else:
+            hops = max((self._candidates[p].hop for p in closest), default=0)
+        found = bool(self._providers) if self.goal == "providers" else bool(closest)
+        return LookupResult(
+            target=self.target,
+            goal=self.goal,
+            reason=self._reason,
+            closest=closest,
+            closest_known=list(self._closest_known_at_walk_end or self.closest_known()),
+            providers=self.providers,
+            found=found,
+            exhausted=self._reason == "exhausted",
+            hops=hops,
+            rpcs=self._rpcs,
+            followup_rpcs=self._followup_rpcs,
+            responses=self._responses,
+            failures=self._failures,
+            timeouts=self._timeouts,
+            late_responses=self._late,
+            peers_contacted=sum(1 for c in self._order if c.state is not PeerState.HEARD),
+            peers_seen=len(self._candidates),
+            started_at=self._started_at,
+            first_response_at=self._first_response_at,
+            last_response_at=self._last_response_at,
+            first_provider_at=self._first_provider_at,
+            walk_ended_at=self._walk_ended_at,
+            finished_at=self._finished_at,
+            errors=dict(self._errors),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Lookup(target={self.target >> 224:08x}…, goal={self.goal}, phase={self._phase}, "
+            f"known={len(self._candidates)}, in_flight={len(self._in_flight)}, rpcs={self._rpcs})"
+        )
+
+    # ----------------------------------------------------------------- internals
+
+    def _advance(self, now: float) -> None:
+        """Move the clock to ``now`` and time out every awaited request due by then."""
+        if now < self._now:
+            raise ValueError(f"time went backwards: {now} < {self._now}")
+        self._now = now
+        expired = [c for c in self._in_flight.values() if c.deadline <= now]
+        for candidate in expired:
+            del self._in_flight[candidate.peer]
+            candidate.state = PeerState.TIMED_OUT
+        if expired:
+            self._timeouts += len(expired)
+            self._update()
+
+    def _answering(self, peer: PeerRef, now: float) -> _Candidate | None:
+        """The awaited candidate an answer from ``peer`` settles, now removed from the
+        in-flight set; None if the answer is to be ignored (late, abandoned, or done)."""
+        self._advance(now)
+        candidate = self._candidates.get(peer)
+        if self._phase == "done" or (candidate is not None and candidate.state in _IGNORED_LATE):
+            return None
+        if candidate is None or candidate.state is not PeerState.WAITING:
+            state = None if candidate is None else candidate.state.value
+            raise ValueError(f"no request in flight to {peer!r} (state: {state})")
+        del self._in_flight[peer]
+        return candidate
+
+    def _hear(self, peer: PeerRef, hop: int) -> None:
+        if peer in self._candidates or peer.peer_id == self._self_id:
+            return
+        candidate = _Candidate(peer, peer.key ^ self.target, hop)
+        self._candidates[peer] = candidate
+        bisect.insort(self._order, candidate, key=_by_distance)
+        self._heard += 1
+
+    def _in_state(self, state: PeerState) -> Iterable[_Candidate]:
+        return (c for c in self._order if c.state is state)
+
+    def _reachable(self, n: int) -> list[_Candidate]:
+        """The ``n`` closest candidates not unreachable."""
+        return list(islice((c for c in self._order if c.state not in UNREACHABLE), n))
+
+    def _followup_targets(self) -> list[_Candidate]:
+        """The peers the followup must settle: fixed at convergence in mode "once", the
+        current k closest not-unreachable in mode "refill"."""
+        return self._followup_set if self.followup == "once" else self._reachable(self.k)
+
+    def _add_providers(self, providers: Iterable[PeerRef], hop: int, now: float) -> None:
+        for provider in providers:
+            if self.max_providers and len(self._providers) >= self.max_providers:
+                return
+            if provider in self._providers:
+                continue
+            if not self._providers:
+                self._first_provider_at = now
+                self._provider_hop = hop
+            self._providers[provider] = None
+
+    def _enough_providers(self) -> bool:
+        return (
+            self.goal == "providers"
+            and self.max_providers > 0
+            and len(self._providers) >= self.max_providers
+        )
+
+    def _beta_closest_responded(self) -> bool:
+        """go's isLookupTermination: the ``beta`` closest not-unreachable peers all RESPONDED."""
+        checked = 0
+        for candidate in self._order:
+            if candidate.state in UNREACHABLE:
+                continue
+            if candidate.state is not PeerState.RESPONDED:
+                return False
+            checked += 1
+            if checked == self.beta:
+                break
+        return True
+
+    def _walk_end_reason(self) -> Reason | None:
+        if self._enough_providers():
+            return "found"
+        if self._heard == 0 and not self._in_flight:
+            return "exhausted"
+        if self._beta_closest_responded():
+            return "converged"
+        return None
+
+    def _update(self) -> None:
+        """Re-check the end conditions after any state change."""
+        if self._phase == "walk":
+            reason = self._walk_end_reason()
+            if reason is not None:
+                self._end_walk(reason)
+        elif self._phase == "followup":
+            if self._enough_providers():
+                self._finish("found")
+            elif not any(c.state in _PENDING for c in self._followup_targets()):
+                assert self._walk_reason is not None
+                self._finish(self._walk_reason)
+
+    def _mark_walk_end(self) -> None:
+        self._walk_ended_at = self._now
+        self._closest_known_at_walk_end = self.closest_known()
+
+    def _end_walk(self, reason: Reason) -> None:
+        self._mark_walk_end()
+        self._walk_reason = reason
+        pending = [c for c in self._reachable(self.k) if c.state in _PENDING]
+        if reason != "converged" or self.followup == "off" or not pending:
+            self._finish(reason)
+            return
+        self._phase = "followup"
+        if self.followup == "once":
+            self._followup_set = pending
+            keep = {id(c) for c in pending}
+            for candidate in [c for c in self._in_flight.values() if id(c) not in keep]:
+                self._abandon(candidate)
+
+    def _abandon(self, candidate: _Candidate) -> None:
+        del self._in_flight[candidate.peer]
+        candidate.state = PeerState.ABANDONED
+
+    def _finish(self, reason: Reason) -> None:
+        for candidate in list(self._in_flight.values()):
+            self._abandon(candidate)
+        self._phase = "done"
+        self._reason = reason
+        self._finished_at = self._now

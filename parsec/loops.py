@@ -1,0 +1,107 @@
+"""Event loops in threads: trio for libp2p, asyncio for asyncpg, in one process.
+
+py-libp2p runs on trio; asyncpg, Ray async actors and the scheduler run on asyncio
+(design.md). A component that needs both runs each loop in a thread of its own and calls
+across with these small handles, so the same component works inside a Ray actor and from
+the ``parsec`` CLI alike. Blocking calls into a loop must come from another thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+class TrioThread:
+    """A trio loop in a daemon thread with a nursery for long-lived services."""
+
+    def __init__(self, name: str = "trio") -> None:
+        self._name = name
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> TrioThread:
+        self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._root)
+        except BaseException as error:  # surfaced to start() or logged by the caller
+            self._error = error
+            self._ready.set()
+
+    async def _root(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._token = trio.lowlevel.current_trio_token()
+            self._nursery = nursery
+            self._ready.set()
+            await trio.sleep_forever()
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        assert self._nursery is not None, "TrioThread not started"
+        return self._nursery
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``afn(*args)`` on the loop and wait for its result (from another thread)."""
+        return trio.from_thread.run(afn, *args, trio_token=self._token)
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    def start_service(self, afn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``nursery.start(afn, *args)``: runs until it reports started, returns its value."""
+        async def _start() -> Any:
+            return await self.nursery.start(afn, *args)
+
+        return self.run(_start)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive and self._nursery is not None:
+            try:
+                self.run_sync(self._nursery.cancel_scope.cancel)
+            except (trio.RunFinishedError, RuntimeError):
+                pass
+            self._thread.join(timeout)
+
+
+class AsyncioThread:
+    """An asyncio loop in a daemon thread (asyncpg work beside a trio component)."""
+
+    def __init__(self, name: str = "asyncio") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+
+    def start(self) -> AsyncioThread:
+        self._thread.start()
+        return self
+
+    def submit(self, coro: Awaitable[T]) -> "asyncio.Future[T]":
+        """Schedule without waiting (concurrent.futures.Future)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+
+    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+        return self.submit(coro).result(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)

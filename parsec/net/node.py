@@ -1,0 +1,227 @@
+"""A DHT peer on a py-libp2p host: the server side of kad-dht and the client RPCs.
+
+The server side is ours rather than py-libp2p's ``KadDHT`` because parsec needs standard
+k-buckets (py-libp2p splits every full bucket, so its lookups take ≈1 hop), no silent
+ADD_PROVIDER rate limit, no cap of 12 concurrent inbound streams and no per-RPC error
+logging (design.md, pitfalls 4, 6, 7, 9). The wire is the spec's, so go, js and py peers
+talk to it unchanged.
+
+Lookups are not here: ``parsec.net.driver`` runs a ``parsec.kad.Lookup`` over the
+``rpc`` method of this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+
+from parsec.kad import PeerRef, RoutingTable, key_of
+from parsec.net import pylibp2p, wire
+from parsec.net.wire import Message, WirePeer
+
+log = logging.getLogger("parsec.net.node")
+
+PROVIDER_RECORD_TTL = 48 * 3600.0  # go-libp2p-kad-dht's provider record validity
+
+
+@dataclass
+class ProviderStore:
+    """Provider records by multihash key: ``{key: {peer_id: expires_at}}`` (wall clock)."""
+
+    ttl: float = PROVIDER_RECORD_TTL
+    records: dict[bytes, dict[bytes, float]] = field(default_factory=dict)
+
+    def add(self, key: bytes, peer_id: bytes, now: float) -> None:
+        self.records.setdefault(key, {})[peer_id] = now + self.ttl
+
+    def get(self, key: bytes, now: float) -> list[bytes]:
+        holders = self.records.get(key)
+        if not holders:
+            return []
+        live = {peer: exp for peer, exp in holders.items() if exp > now}
+        if len(live) != len(holders):
+            self.records[key] = live
+        return list(live)
+
+    def remove(self, key: bytes) -> None:
+        self.records.pop(key, None)
+
+    def __len__(self) -> int:
+        return sum(len(holders) for holders in self.records.values())
+
+
+class RpcError(Exception):
+    """A request that did not get an answer: dial failure, reset, timeout, bad reply."""
+
+
+class DhtNode:
+    """One kad-dht server peer: routing table, provider store, inbound handler, RPCs."""
+
+    def __init__(
+        self,
+        host: IHost,
+        *,
+        protocol_id: str = "/ipfs/kad/1.0.0",
+        k: int = 20,
+        rpc_timeout: float = 10.0,
+        add_inbound_peers: bool = True,
+    ) -> None:
+        self.host = host
+        self.peer_id: ID = host.get_id()
+        self.me = PeerRef.from_id(self.peer_id.to_bytes())
+        self.protocol_id = protocol_id
+        self.k = k
+        self.rpc_timeout = rpc_timeout
+        self.routing = RoutingTable(self.me, k=k)
+        self.providers = ProviderStore()
+        self.add_inbound_peers = add_inbound_peers
+        self._ids: dict[bytes, ID] = {}
+        self.inbound_requests = 0
+
+    # -- identity and address book -------------------------------------------------
+
+    def start(self) -> None:
+        """Register the protocol (before any connection: design.md) and serve it."""
+        self.host.set_stream_handler(self.protocol_id, self._handle_stream)
+
+    def id_of(self, peer_id: bytes) -> ID:
+        found = self._ids.get(peer_id)
+        if found is None:
+            found = self._ids[peer_id] = ID(peer_id)
+        return found
+
+    def addrs(self) -> list[multiaddr.Multiaddr]:
+        return pylibp2p.listen_addrs(self.host)
+
+    def self_wire(self) -> WirePeer:
+        return WirePeer.of(self.peer_id, self.addrs())
+
+    def learn(self, peer: WirePeer) -> PeerRef | None:
+        """Remember a peer's addresses; its PeerRef, or None for ourselves/garbage."""
+        if peer.peer_id == self.me.peer_id:
+            return None
+        try:
+            pid = self.id_of(peer.peer_id)
+        except Exception:
+            return None
+        pylibp2p.remember(self.host, pid, peer.multiaddrs())
+        return PeerRef.from_id(peer.peer_id)
+
+    def wire_peer(self, ref: PeerRef) -> WirePeer:
+        pid = self.id_of(ref.peer_id)
+        return WirePeer.of(pid, pylibp2p.known_addrs(self.host, pid))
+
+    def add_to_routing(self, peers: Iterable[WirePeer]) -> int:
+        added = 0
+        for peer in peers:
+            ref = self.learn(peer)
+            if ref is not None and self.routing.add(ref):
+                added += 1
+        return added
+
+    async def forget(self, peer_id: bytes) -> None:
+        """Close connections to a peer and drop its addresses (unless it is in our table)."""
+        pid = self.id_of(peer_id)
+        try:
+            await self.host.disconnect(pid)
+        except Exception:
+            pass
+        if PeerRef.from_id(peer_id) not in self.routing:
+            pylibp2p.forget(self.host, pid)
+
+    # -- server side ---------------------------------------------------------------
+
+    def closer_peers(self, key: bytes, exclude: bytes | None = None) -> list[WirePeer]:
+        target = key_of(key)
+        peers = [ref for ref in self.routing.closest(target, self.k + 1) if ref.peer_id != exclude]
+        return [self.wire_peer(ref) for ref in peers[: self.k]]
+
+    def answer(self, request: Message, sender: bytes) -> Message | None:
+        """The response to one request (pure apart from the tables); None: no reply."""
+        kind = request.type
+        now = time.time()
+        if kind == wire.ADD_PROVIDER:
+            for provider in wire.peers_from_wire(request.providerPeers):
+                if provider.peer_id == sender:  # go: only the sender may announce itself
+                    self.learn(provider)
+                    self.providers.add(bytes(request.key), provider.peer_id, now)
+            return None
+        response = Message(type=kind, key=request.key, clusterLevelRaw=request.clusterLevelRaw)
+        if kind == wire.PING:
+            return response
+        if kind == wire.PUT_VALUE:
+            response.record.CopyFrom(request.record)
+            return response
+        if kind == wire.GET_PROVIDERS:
+            holders = self.providers.get(bytes(request.key), now)
+            wire.peers_to_wire(response.providerPeers, (self.wire_peer(PeerRef.from_id(p)) for p in holders))
+        wire.peers_to_wire(response.closerPeers, self.closer_peers(bytes(request.key), exclude=sender))
+        return response
+
+    async def _handle_stream(self, stream) -> None:
+        sender = stream.muxed_conn.peer_id
+        sender_bytes = sender.to_bytes()
+        reader = wire.MessageReader(stream)
+        try:
+            while True:
+                request = await reader.read()
+                if request is None:
+                    break
+                self.inbound_requests += 1
+                response = self.answer(request, sender_bytes)
+                if response is not None:
+                    await stream.write(wire.frame(response))
+                if self.add_inbound_peers:
+                    self._admit(sender)
+        except Exception as error:  # resets, garbage: the stream is done, the node is not
+            log.debug("inbound stream from %s ended: %s", sender, error)
+        finally:
+            try:
+                await stream.close()
+            except Exception:
+                pass
+
+    def _admit(self, sender: ID) -> None:
+        """A peer that talks kad to us joins our table if we know how to reach it."""
+        ref = PeerRef.from_id(sender.to_bytes())
+        if ref not in self.routing and pylibp2p.known_addrs(self.host, sender):
+            self.routing.add(ref)
+
+    # -- client side ---------------------------------------------------------------
+
+    async def rpc(self, peer: PeerRef, request: Message, *, expect_reply: bool = True,
+                  timeout: float | None = None) -> Message | None:
+        """One request on a new stream over a reused connection; RpcError on any failure."""
+        pid = self.id_of(peer.peer_id)
+        limit = self.rpc_timeout if timeout is None else timeout
+        stream = None
+        try:
+            with trio.fail_after(limit):
+                stream = await self.host.new_stream(pid, [self.protocol_id])
+                await stream.write(wire.frame(request))
+                if not expect_reply:
+                    return None
+                reply = await wire.MessageReader(stream).read()
+                if reply is None:
+                    raise RpcError("stream closed without a reply")
+                return reply
+        except trio.TooSlowError:
+            raise RpcError(f"timeout after {limit:g}s") from None
+        except RpcError:
+            raise
+        except Exception as error:
+            raise RpcError(f"{type(error).__name__}: {error}") from None
+        finally:
+            if stream is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    try:
+                        await stream.close()
+                    except Exception:
+                        pass

@@ -1,0 +1,106 @@
+"""The scheduler's HTTP client for parsec servers (ours or the Go original).
+
+Unlike the original it sets timeouts and checks status codes; whatever goes wrong
+(refused connection, timeout, 5xx, a body that is not the contract's) comes back as a
+``ServerReply`` with ``error`` set, so the round records it as data instead of losing it.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+
+import httpx
+
+SCHEDULER_HEADER = "x-scheduler-id"
+
+
+@dataclass(frozen=True)
+class ServerReply:
+    """One measurement as the scheduler records it."""
+
+    step: str
+    duration_s: float
+    error: str | None       # None = success (stored as NULL)
+    cid: str
+    rt_size: int
+    http_status: int | None = None
+
+
+def node_url(ip_address: str, port: int) -> str:
+    host = f"[{ip_address}]" if ":" in ip_address else ip_address
+    return f"http://{host}:{port}"
+
+
+def parse_measurement(body: object, default_step: str, cid: str) -> ServerReply:
+    """The contract's response body → ServerReply; raises ValueError when it is not one."""
+    if not isinstance(body, dict):
+        raise ValueError("response is not a JSON object")
+    measurements = body.get("Measurements")
+    if not isinstance(measurements, list) or not measurements or not isinstance(measurements[0], dict):
+        raise ValueError("response has no Measurements")
+    first = measurements[0]
+    duration = first.get("Duration")
+    if not isinstance(duration, int) or isinstance(duration, bool) or duration < 0:
+        raise ValueError("Measurements[0].Duration is not a non-negative integer")
+    error = first.get("Error", "")
+    if not isinstance(error, str):
+        raise ValueError("Measurements[0].Error is not a string")
+    rt_size = body.get("RoutingTableSize", 0)
+    step = first.get("Step") or default_step  # the Go server sends "" for retrievals
+    return ServerReply(
+        step=step,
+        duration_s=duration / 1e9,
+        error=error or None,
+        cid=str(body.get("CID") or cid),
+        rt_size=int(rt_size) if isinstance(rt_size, int) else 0,
+        http_status=200,
+    )
+
+
+class ServerClient:
+    """POST /provide, POST /retrieve/{cid}, GET /readiness with timeouts."""
+
+    def __init__(self, scheduler_id: str, *, timeout: float = 240.0, readiness_timeout: float = 5.0,
+                 auth_token: str | None = None) -> None:
+        headers = {SCHEDULER_HEADER: scheduler_id}
+        if auth_token:
+            headers["authorization"] = f"Bearer {auth_token}"
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+        self._readiness_timeout = readiness_timeout
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def ready(self, base_url: str) -> bool:
+        try:
+            response = await self._http.get(f"{base_url}/readiness", timeout=self._readiness_timeout)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def provide(self, base_url: str, content: bytes, cid: str) -> ServerReply:
+        body = {"Content": base64.b64encode(content).decode()}
+        return await self._measure("provide", f"{base_url}/provide", body, cid)
+
+    async def retrieve(self, base_url: str, cid: str) -> ServerReply:
+        return await self._measure("retrieval", f"{base_url}/retrieve/{cid}", {}, cid)
+
+    async def _measure(self, step: str, url: str, body: dict, cid: str) -> ServerReply:
+        started = time.perf_counter()
+        status = None
+        try:
+            response = await self._http.post(url, json=body)
+            status = response.status_code
+            if status != 200:
+                raise ValueError(f"HTTP {status}: {response.text[:200]}")
+            return parse_measurement(response.json(), step, cid)
+        except (httpx.HTTPError, ValueError) as error:
+            text = str(error) or type(error).__name__
+            if isinstance(error, httpx.TimeoutException):
+                text = f"scheduler HTTP timeout: {type(error).__name__}"
+            elif isinstance(error, httpx.HTTPError):
+                text = f"scheduler HTTP error: {type(error).__name__}: {error}"
+            return ServerReply(step, time.perf_counter() - started, text, cid, 0, status)

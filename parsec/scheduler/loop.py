@@ -1,0 +1,162 @@
+"""The scheduler loop: discover → readiness → provide → retrievals → record, per round.
+
+Talks to servers only over HTTP and to the fleet only through the database, as the
+contract says, so a Go parsec server is scheduled like ours. Every issued operation ends
+as exactly one record (success, server-reported error, or scheduler-side failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from parsec.cids import cid_v0_for
+from parsec.config import SchedulerSettings
+from parsec.scheduler.client import ServerClient, ServerReply, node_url
+from parsec.scheduler.rounds import RoundRobin, next_round_start, plan_round
+from parsec.scheduler.sinks import Sink
+from parsec.store.records import MeasurementRecord
+
+log = logging.getLogger("parsec.scheduler")
+
+
+class SchedulerMetrics:
+    """The original scheduler's Prometheus metrics, on a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.active_nodes = Gauge("parsec_active_nodes", "Ready nodes in the last round", registry=self.registry)
+        self.provides = Counter("parsec_issued_provides", "Provides issued", ["success"], registry=self.registry)
+        self.retrievals = Counter("parsec_issued_retrievals", "Retrievals issued", ["success"], registry=self.registry)
+
+    def count(self, record: MeasurementRecord) -> None:
+        counter = self.provides if record.kind == "provide" else self.retrievals
+        counter.labels(success=str(record.error is None).lower()).inc()
+
+
+@dataclass
+class RoundReport:
+    """What one round did, for progress displays and logs."""
+
+    number: int
+    ready: int = 0
+    skipped: str = ""
+    provide: MeasurementRecord | None = None
+    retrievals: list[MeasurementRecord] = field(default_factory=list)
+    offline: list[int] = field(default_factory=list)
+
+
+class Scheduler:
+    """One scheduler loop over a set of fleets (one ``schedulers_ecs`` row per start)."""
+
+    def __init__(self, settings: SchedulerSettings, repo, sink: Sink, *,
+                 metrics: SchedulerMetrics | None = None, auth_token: str | None = None,
+                 on_round: Callable[[RoundReport], None] | None = None) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.sink = sink
+        self.metrics = metrics or SchedulerMetrics()
+        self.on_round = on_round
+        self.cursor = RoundRobin()
+        self.scheduler_id: int | None = None
+        self._auth_token = auth_token
+        self._client: ServerClient | None = None
+
+    async def register(self, dependencies: dict | None = None) -> int:
+        deps = {"implementation": "parsec-py", "pid": os.getpid(), **(dependencies or {})}
+        self.scheduler_id = await self.repo.insert_scheduler(list(self.settings.fleets), deps)
+        return self.scheduler_id
+
+    async def run(self, stop: asyncio.Event | None = None) -> list[RoundReport]:
+        """Run rounds until ``settings.rounds`` are done or ``stop`` is set."""
+        if self.scheduler_id is None:
+            await self.register()
+        stop = stop or asyncio.Event()
+        self._client = ServerClient(str(self.scheduler_id), timeout=self.settings.http_timeout,
+                                    readiness_timeout=self.settings.readiness_timeout,
+                                    auth_token=self._auth_token)
+        reports: list[RoundReport] = []
+        started: float | None = None
+        number = 0
+        try:
+            while not stop.is_set() and (self.settings.rounds is None or number < self.settings.rounds):
+                start_at = next_round_start(started, self.settings.interval, time.monotonic())
+                if await _wait(stop, start_at - time.monotonic()):
+                    break
+                started = time.monotonic()
+                number += 1
+                report = await self.run_round(number)
+                reports.append(report)
+                if self.on_round:
+                    self.on_round(report)
+        finally:
+            await self._client.aclose()
+            await self.sink.flush()
+        return reports
+
+    async def run_round(self, number: int) -> RoundReport:
+        report = RoundReport(number)
+        nodes = await self.repo.discover_nodes(list(self.settings.fleets), self.settings.heartbeat_window)
+        readiness = await asyncio.gather(*(self._client.ready(node_url(n.ip_address, n.server_port)) for n in nodes))
+        ready = [node for node, ok in zip(nodes, readiness) if ok]
+        report.offline = [node.id for node, ok in zip(nodes, readiness) if not ok]
+        if report.offline:
+            await self.repo.mark_offline(report.offline)
+        report.ready = len(ready)
+        self.metrics.active_nodes.set(len(ready))
+        plan = plan_round(ready, self.cursor)
+        if plan is None:
+            report.skipped = f"{len(ready)} ready node(s) of {len(nodes)} discovered; need 2"
+            log.info("round %d skipped: %s", number, report.skipped)
+            return report
+        content = os.urandom(self.settings.content_bytes)
+        cid, _ = cid_v0_for(content)
+        reply = await self._client.provide(node_url(plan.provider.ip_address, plan.provider.server_port), content, cid)
+        report.provide = self._record("provide", plan.provider, reply, number)
+        await self._store([report.provide])
+        if reply.error is not None:
+            return report
+        results = await asyncio.gather(*(self._probe(node, reply.cid, number) for node in plan.retrievers))
+        report.retrievals = [record for batch in results for record in batch]
+        await self._store(report.retrievals)
+        return report
+
+    async def _probe(self, node, cid: str, number: int) -> list[MeasurementRecord]:
+        records = []
+        for _ in range(self.settings.probes):
+            reply = await self._client.retrieve(node_url(node.ip_address, node.server_port), cid)
+            records.append(self._record("retrieval", node, reply, number))
+        return records
+
+    def _record(self, kind: str, node, reply: ServerReply, number: int) -> MeasurementRecord:
+        record = MeasurementRecord(
+            op_id=uuid.uuid4().hex, kind=kind, scheduler_id=self.scheduler_id, node_id=node.id,
+            fleet=node.fleet, region=node.region, round=number, rt_size=reply.rt_size,
+            duration=reply.duration_s, cid=reply.cid, error=reply.error,
+            step=reply.step or kind, created_at=datetime.now(timezone.utc),
+        )
+        self.metrics.count(record)
+        return record
+
+    async def _store(self, records: list[MeasurementRecord]) -> None:
+        if records:
+            await self.sink.write(records)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when ``stop`` was set meanwhile."""
+    if seconds <= 0:
+        return stop.is_set()
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False

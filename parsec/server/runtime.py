@@ -1,0 +1,238 @@
+"""One parsec server process: libp2p peer + HTTP API on trio, registration on asyncio.
+
+The same runtime runs inside the Ray actor (``parsec.server.actor``) and under
+``parsec server``: the libp2p host, the DHT node and hypercorn serving the FastAPI app
+share one trio loop in a thread (an HTTP request calls the DHT directly, ≈1.5 ms
+overhead), while asyncpg registration and heartbeats run on an asyncio loop in another.
+
+Readiness means something here (the original always answers 200): the routing table
+holds at least ``min_routing_table`` peers after an honest bootstrap, the start-up delay
+passed, and the ``nodes_ecs`` row exists. Heartbeats are written only while ready. If the
+scheduler marked this node offline and it is ready again, it registers a fresh row rather
+than silently clearing the mark (a deliberate, visible re-admission).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from libp2p.peer.id import ID
+
+from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
+from parsec.loops import AsyncioThread, TrioThread
+from parsec.net import driver, pylibp2p
+from parsec.net.node import DhtNode
+from parsec.net.wire import WirePeer
+from parsec.server import nodeinfo
+from parsec.server.app import create_app
+from parsec.server.node_backend import NodeBackend
+
+log = logging.getLogger("parsec.server")
+
+
+@dataclass
+class ServerStatus:
+    peer_id: str = ""
+    http_host: str = ""
+    http_port: int = 0
+    peer_port: int = 0
+    node_id: int | None = None
+    joined: bool = False
+    ready: bool = False
+    routing_table_size: int = 0
+    error: str = ""
+
+
+def parse_bootstrap(addrs: list[str]) -> list[WirePeer]:
+    """``/ip4/…/tcp/…/p2p/<id>`` strings as wire peers; bad entries are reported, skipped."""
+    import multiaddr
+
+    peers = []
+    for text in addrs:
+        try:
+            addr = multiaddr.Multiaddr(text)
+            peer_id = ID.from_base58(addr.get_peer_id())
+            transport = addr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer_id.to_base58()}"))
+            peers.append(WirePeer.of(peer_id, [transport]))
+        except Exception as error:
+            log.warning("skipping bootstrap address %r: %s", text, error)
+    return peers
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the HTTP socket ourselves: a busy port is a clear error, not a sys.exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise RuntimeError(f"cannot bind the HTTP API to {host}:{port}: {error.strerror}") from None
+    sock.listen(1024)
+    return sock
+
+
+class ServerRuntime:
+    """Start, run and stop one parsec server; blocking methods, safe from any thread."""
+
+    def __init__(self, server: ServerSettings, network: NetworkSettings, database: DatabaseSettings,
+                 *, bootstrap: list[str] | None = None, cmd: str | None = None) -> None:
+        self.settings = server
+        self.network = network
+        self.database = database
+        self.bootstrap_addrs = bootstrap if bootstrap is not None else network.resolved_bootstrap()
+        self.cmd = cmd or " ".join(sys.argv)
+        self.status = ServerStatus()
+        self._started_at = 0.0
+        self._trio = TrioThread("parsec-server")
+        self._db = AsyncioThread("parsec-db")
+        self._node: DhtNode | None = None
+        self._repo = None
+        self._pool = None
+        self._heartbeat_future = None
+        self._http_cancel: trio.CancelScope | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> ServerStatus:
+        """Bring up the peer and the HTTP API; joining and registration continue behind."""
+        self._started_at = time.monotonic()
+        self._trio.start()
+        self._db.start()
+        self._trio.start_service(self._serve_peer)
+        sock = bind_socket(self.settings.server_host, self.settings.server_port)
+        self.status.http_host = self.settings.server_host
+        self.status.http_port = sock.getsockname()[1]
+        self._trio.start_service(self._serve_http, sock)
+        self._trio.run_sync(self._trio.nursery.start_soon, self._join)
+        self._heartbeat_future = self._db.submit(self._register_and_heartbeat())
+        return self.status
+
+    def stop(self) -> None:
+        """Graceful: mark the row offline, stop HTTP and the peer."""
+        if self._heartbeat_future is not None:
+            self._heartbeat_future.cancel()
+        if self._repo is not None and self.status.node_id is not None:
+            try:
+                self._db.run(self._repo.mark_offline([self.status.node_id]), timeout=10)
+            except Exception as error:
+                log.warning("could not mark node %s offline: %s", self.status.node_id, error)
+        if self._pool is not None:
+            try:
+                self._db.run(self._pool.close(), timeout=10)
+            except Exception:
+                pass
+        self._trio.stop()
+        self._db.stop()
+
+    def refresh_status(self) -> ServerStatus:
+        if self._node is not None:
+            self.status.routing_table_size = len(self._node.routing)
+        self.status.ready = self.is_ready()
+        return self.status
+
+    def is_ready(self) -> bool:
+        node = self._node
+        return bool(
+            node is not None
+            and self.status.joined
+            and self.status.node_id is not None
+            and len(node.routing) >= self.settings.min_routing_table
+            and time.monotonic() - self._started_at >= self.settings.startup_delay
+        )
+
+    # -- trio side ------------------------------------------------------------
+
+    async def _serve_peer(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        host, listen = pylibp2p.create_host(pylibp2p.keypair(), self.settings.peer_host, self.settings.peer_port)
+        node = DhtNode(host, protocol_id=self.network.protocol_id, rpc_timeout=self.settings.rpc_timeout)
+        node.start()
+        async with host.run([listen]):
+            self._node = node
+            self.status.peer_id = host.get_id().to_base58()
+            self.status.peer_port = int(node.addrs()[0].value_for_protocol("tcp"))
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        config = HypercornConfig()
+        config.bind = [f"fd://{sock.fileno()}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("parsec.server.http")
+        config.keep_alive_timeout = 75
+        app = create_app(NodeBackend(self._node, self.is_ready), self.settings)
+        task_status.started()
+        await hypercorn_serve(app, config)
+
+    async def _join(self) -> None:
+        """Dial the bootstrap peers, self-lookup, refresh buckets; retry until joined."""
+        peers = parse_bootstrap(self.bootstrap_addrs)
+        delay = 1.0
+        while True:
+            if not peers:
+                self.status.error = "no bootstrap peers (set PARSEC_BOOTSTRAP_PEERS or start a testbed)"
+                peers = parse_bootstrap(self.network.resolved_bootstrap())
+            else:
+                try:
+                    size = await driver.bootstrap(self._node, peers)
+                    if size >= max(self.settings.min_routing_table, 1):
+                        self.status.joined = True
+                        self.status.error = ""
+                        log.info("joined the DHT: %d peers in the routing table", size)
+                        return
+                    self.status.error = f"bootstrap reached only {size} peers"
+                except Exception as error:
+                    self.status.error = f"bootstrap failed: {error}"
+            log.warning("%s; retrying in %.0fs", self.status.error, delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    # -- asyncio side -----------------------------------------------------------
+
+    async def _register_and_heartbeat(self) -> None:
+        import asyncio
+
+        from parsec.store.db import NodeInfo, Repository, connect_pool
+        from parsec.store.migrations import apply_migrations
+
+        while self._pool is None:
+            try:
+                self._pool = await connect_pool(self.database)
+                await apply_migrations(self._pool)
+            except Exception as error:
+                self._pool = None
+                self.status.error = f"database: {error}"
+                log.warning("%s; retrying in 5s", self.status.error)
+                await asyncio.sleep(5)
+        self._repo = Repository(self._pool)
+        document = nodeinfo.ecs_metadata()
+        cpu, memory, ecs_ip = nodeinfo.ecs_resources(document) if document else (None, None, None)
+        machine_cpu, machine_memory = nodeinfo.machine_resources()
+        info = NodeInfo(
+            cpu=cpu or machine_cpu, memory=memory or machine_memory, peer_id=self.status.peer_id,
+            region=nodeinfo.region(), cmd=self.cmd, fleet=self.settings.fleet,
+            dependencies=nodeinfo.dependencies(NodeBackend.strategy, {"protocol": self.network.protocol_id}),
+            ip_address=nodeinfo.advertised_ip(self.settings, ecs_ip), server_port=self.status.http_port,
+            peer_port=self.status.peer_port,
+        )
+        self.status.node_id = await self._repo.insert_node(info)
+        while True:
+            if self.is_ready():
+                try:
+                    if not await self._repo.heartbeat(self.status.node_id):
+                        log.warning("node %s was marked offline; registering again", self.status.node_id)
+                        self.status.node_id = await self._repo.insert_node(info)
+                        await self._repo.heartbeat(self.status.node_id)
+                except Exception as error:  # a database outage must not end the server
+                    log.warning("heartbeat failed: %s", error)
+                await asyncio.sleep(self.settings.heartbeat_interval)
+            else:
+                await asyncio.sleep(0.5)

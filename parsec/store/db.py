@@ -1,0 +1,262 @@
+"""PostgreSQL access for servers and schedulers: a pool, and one Repository holding the SQL.
+
+All SQL against the original parsec tables lives here so they stay exactly as the Go tool's
+analysis queries expect (interface.md, "Database"); our own richer record goes to
+``measurements`` beside them. Writes of measurement batches are idempotent by ``op_id``, so a
+scheduler may simply retry a batch after a database outage.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import asyncpg
+
+from parsec.config import DatabaseSettings
+from parsec.store.records import FIELDS, MeasurementRecord
+
+
+class StoreError(RuntimeError):
+    """A database problem with a message fit for the user (never contains a password)."""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """Every pooled connection reads and writes json/jsonb as Python objects."""
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def connect_pool(
+    settings: DatabaseSettings, *, min_size: int = 1, max_size: int = 4, timeout: float = 10.0
+) -> asyncpg.Pool:
+    """A connection pool, or a `StoreError` naming the database (not the password).
+
+    With ``min_size >= 1`` the pool connects at once, so an unreachable database is reported
+    here, at start-up, rather than at the first query.
+    """
+    try:
+        return await asyncpg.create_pool(
+            dsn=settings.dsn(),
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            init=_init_connection,
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        reason = str(error) or f"{type(error).__name__} after {timeout:g} s"
+        if settings.password:
+            reason = reason.replace(settings.password, "***")
+        raise StoreError(f"cannot connect to PostgreSQL at {settings.redacted()}: {reason}") from None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _port_to_smallint(port: int) -> int:
+    """Ports go into the original's SMALLINT columns as Go's int16() does: 40000 -> -25536.
+
+    Testbed servers often get ephemeral ports above 32767; wrapping keeps the column type
+    exact, and `discover_nodes` undoes it (``& 65535``).
+    """
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    return port - 65536 if port > 32767 else port
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What a server registers about itself at start (one nodes_ecs row per start)."""
+
+    cpu: int
+    memory: int  # MB
+    peer_id: str
+    region: str
+    cmd: str
+    fleet: str
+    dependencies: dict
+    ip_address: str
+    server_port: int
+    peer_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    """A live node as the scheduler sees it during discovery."""
+
+    id: int
+    peer_id: str
+    fleet: str
+    region: str
+    ip_address: str  # plain address, no /32
+    server_port: int
+    peer_port: int
+    last_heartbeat: datetime
+
+
+_RESULT_TABLES = {"provide": "provides_ecs", "retrieval": "retrievals_ecs"}
+
+_STAGING_COLUMNS = {
+    "op_id": "uuid", "kind": "text", "scheduler_id": "int", "node_id": "int", "fleet": "text",
+    "region": "text", "round": "int", "rt_size": "int", "duration": "float8", "cid": "text",
+    "error": "text", "step": "text", "created_at": "timestamptz",
+}
+_CREATE_STAGING = "CREATE TEMP TABLE parsec_staging ({}) ON COMMIT DROP".format(
+    ", ".join(f"{name} {_STAGING_COLUMNS[name]}" for name in FIELDS)
+)
+
+# One statement: reserve each new op_id in `measurements` together with the id its row will
+# get (taken from the result table's own identity sequence), then insert exactly those rows
+# into provides_ecs / retrievals_ecs under that id. Racing writers of the same op_id wait on
+# the primary key and the loser inserts nothing, so no duplicate result row can appear.
+_MERGE_STAGING = """
+WITH staged AS (
+    SELECT DISTINCT ON (op_id) * FROM parsec_staging ORDER BY op_id
+), fresh AS (
+    INSERT INTO measurements
+        (op_id, kind, row_id, scheduler_id, node_id, fleet, region, round, created_at)
+    SELECT op_id, kind,
+           CASE kind WHEN 'provide' THEN nextval(pg_get_serial_sequence('provides_ecs', 'id'))
+                     ELSE nextval(pg_get_serial_sequence('retrievals_ecs', 'id')) END,
+           scheduler_id, node_id, fleet, region, round, created_at
+    FROM staged
+    ON CONFLICT (op_id) DO NOTHING
+    RETURNING op_id, kind, row_id
+), provides AS (
+    INSERT INTO provides_ecs
+        (id, scheduler_id, node_id, rt_size, duration, cid, error, step, created_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT f.row_id, s.scheduler_id, s.node_id, s.rt_size, s.duration, s.cid,
+           NULLIF(s.error, ''), s.step, s.created_at
+    FROM fresh f JOIN staged s USING (op_id)
+    WHERE f.kind = 'provide'
+), retrievals AS (
+    INSERT INTO retrievals_ecs
+        (id, scheduler_id, node_id, rt_size, duration, cid, error, created_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT f.row_id, s.scheduler_id, s.node_id, s.rt_size, s.duration, s.cid,
+           NULLIF(s.error, ''), s.created_at
+    FROM fresh f JOIN staged s USING (op_id)
+    WHERE f.kind = 'retrieval'
+)
+SELECT count(*) FROM fresh
+"""
+
+
+def _result_table(kind: str) -> str:
+    try:
+        return _RESULT_TABLES[kind]
+    except KeyError:
+        raise ValueError(f"unknown measurement kind {kind!r}; known: provide, retrieval") from None
+
+
+def _staging_row(record: MeasurementRecord) -> tuple:
+    _result_table(record.kind)
+    if record.created_at.tzinfo is None:
+        raise ValueError(f"record {record.op_id}: created_at must be timezone-aware")
+    return tuple(getattr(record, name) for name in FIELDS)
+
+
+class Repository:
+    """The parsec tables behind a pool; one method per thing a server or scheduler does.
+
+    The pool must come from `connect_pool` (its connections map jsonb to Python objects).
+    Data errors (e.g. a record naming an unknown node) surface as asyncpg exceptions.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def insert_scheduler(self, fleets: list[str], dependencies: dict) -> int:
+        """One schedulers_ecs row per scheduler start; its id tags every result row."""
+        return await self.pool.fetchval(
+            "INSERT INTO schedulers_ecs (fleets, dependencies, created_at)"
+            " VALUES ($1, $2, $3) RETURNING id",
+            list(fleets), dependencies, _utcnow(),
+        )
+
+    async def insert_node(self, info: NodeInfo) -> int:
+        """One nodes_ecs row per server start. It stays undiscovered until its first heartbeat."""
+        return await self.pool.fetchval(
+            "INSERT INTO nodes_ecs (cpu, memory, peer_id, region, cmd, fleet, dependencies,"
+            " ip_address, server_port, peer_port, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            info.cpu, info.memory, info.peer_id, info.region, info.cmd, info.fleet,
+            info.dependencies, info.ip_address, _port_to_smallint(info.server_port),
+            _port_to_smallint(info.peer_port), _utcnow(),
+        )
+
+    async def heartbeat(self, node_id: int) -> bool:
+        """Set last_heartbeat = now(); False if the node is marked offline (or unknown).
+
+        Unlike the original, a heartbeat does not undo an offline mark set by a scheduler
+        whose readiness check failed: the server learns it is out and may re-register.
+        """
+        online = await self.pool.fetchval(
+            "UPDATE nodes_ecs SET last_heartbeat = now() WHERE id = $1"
+            " RETURNING offline_since IS NULL",
+            node_id,
+        )
+        return bool(online)
+
+    async def mark_offline(self, node_ids: list[int]) -> int:
+        """Set offline_since = now() on those not yet offline; returns how many were marked."""
+        status = await self.pool.execute(
+            "UPDATE nodes_ecs SET offline_since = now()"
+            " WHERE id = ANY($1::int[]) AND offline_since IS NULL",
+            list(node_ids),
+        )
+        return int(status.split()[-1])
+
+    async def discover_nodes(self, fleets: list[str], heartbeat_window_s: float) -> list[NodeRow]:
+        """Online nodes of these fleets that sent a heartbeat within the window, by id."""
+        rows = await self.pool.fetch(
+            "SELECT id, peer_id, fleet, region, host(ip_address) AS ip_address,"
+            " server_port::int & 65535 AS server_port, peer_port::int & 65535 AS peer_port,"
+            " last_heartbeat"
+            " FROM nodes_ecs"
+            " WHERE fleet = ANY($1::text[]) AND offline_since IS NULL"
+            " AND last_heartbeat >= now() - make_interval(secs => $2)"
+            " ORDER BY id",
+            list(fleets), float(heartbeat_window_s),
+        )
+        return [NodeRow(**dict(row)) for row in rows]
+
+    async def write_measurements(self, records: list[MeasurementRecord]) -> int:
+        """Store a batch once: returns how many records were new (0 for a repeated batch).
+
+        One transaction: COPY into a temporary staging table (fast for big batches), then a
+        single statement moves the records whose op_id is new into `measurements` and into
+        provides_ecs / retrievals_ecs.
+        """
+        if not records:
+            return 0
+        rows = [_staging_row(record) for record in records]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_CREATE_STAGING)
+            await conn.copy_records_to_table("parsec_staging", records=rows, columns=FIELDS)
+            return await conn.fetchval(_MERGE_STAGING)
+
+    async def count_measurements(self, kind: str | None = None) -> int:
+        """How many measurements are stored (of one kind, or all)."""
+        if kind is None:
+            return await self.pool.fetchval("SELECT count(*) FROM measurements")
+        _result_table(kind)
+        return await self.pool.fetchval("SELECT count(*) FROM measurements WHERE kind = $1", kind)
+
+    async def fetch_results(self, kind: str) -> list[dict]:
+        """All provides_ecs or retrievals_ecs rows, by id, with their op_id, round, fleet, region."""
+        table = _result_table(kind)
+        rows = await self.pool.fetch(
+            f"SELECT t.*, m.op_id, m.round, m.fleet, m.region FROM {table} t"
+            " LEFT JOIN measurements m ON m.kind = $1 AND m.row_id = t.id ORDER BY t.id",
+            kind,
+        )
+        results = [dict(row) for row in rows]
+        for row in results:  # the records' op_id form: uuid4 hex
+            row["op_id"] = row["op_id"].hex if row["op_id"] is not None else None
+        return results

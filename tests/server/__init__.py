@@ -1,0 +1,1 @@
+"""Tests of the parsec server's HTTP layer, CIDs and metrics (package: unique module names)."""

@@ -1,0 +1,169 @@
+"""Repository on a real PostgreSQL: registration, heartbeats, discovery, idempotent writes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from parsec.config import DatabaseSettings
+from parsec.store.db import NodeInfo, Repository, StoreError, connect_pool
+from parsec.store.migrations import apply_migrations
+from parsec.store.records import MeasurementRecord
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@asynccontextmanager
+async def open_repo(settings: DatabaseSettings) -> AsyncIterator[Repository]:
+    pool = await connect_pool(settings)
+    try:
+        await apply_migrations(pool)
+        yield Repository(pool)
+    finally:
+        await pool.close()
+
+
+def run(settings: DatabaseSettings, body: Callable[[Repository], Awaitable[object]]) -> object:
+    async def main() -> object:
+        async with open_repo(settings) as repo:
+            return await body(repo)
+
+    return asyncio.run(main())
+
+
+def node(fleet: str = "default", *, server_port: int = 7070, peer_port: int = 4001) -> NodeInfo:
+    return NodeInfo(cpu=2, memory=4096, peer_id=f"12D3Koo{uuid.uuid4().hex[:8]}", region="local",
+                    cmd="parsec server", fleet=fleet, dependencies={"libp2p": "0.8.1"},
+                    ip_address="127.0.0.1", server_port=server_port, peer_port=peer_port)
+
+
+def record(kind: str, scheduler_id: int, node_id: int, *, error: str | None = None,
+           seconds: int = 0) -> MeasurementRecord:
+    return MeasurementRecord(
+        op_id=uuid.uuid4().hex, kind=kind, scheduler_id=scheduler_id, node_id=node_id,
+        fleet="default", region="local", round=3, rt_size=42, duration=0.25 + seconds,
+        cid="QmTest", error=error, step=kind, created_at=T0 + timedelta(seconds=seconds),
+    )
+
+
+def test_unreachable_database_is_a_readable_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    settings = DatabaseSettings(host="127.0.0.1", port=port, password="s3cret-pw-xyz")
+    with pytest.raises(StoreError) as caught:
+        asyncio.run(connect_pool(settings, timeout=2))
+    assert settings.redacted() in str(caught.value)
+    assert "s3cret-pw-xyz" not in str(caught.value)
+
+
+def test_unknown_database_is_a_readable_error(pg):
+    settings = pg.model_copy(update={"name": "parsec_no_such_db"})
+    with pytest.raises(StoreError, match="parsec_no_such_db"):
+        asyncio.run(connect_pool(settings))
+
+
+def test_scheduler_and_node_rows(fresh_db):
+    async def body(repo: Repository):
+        scheduler_id = await repo.insert_scheduler(["default", "fullrt"], {"parsec": "0.1.0"})
+        node_id = await repo.insert_node(node(server_port=40000, peer_port=65535))
+        await repo.heartbeat(node_id)
+        scheduler = await repo.pool.fetchrow("SELECT * FROM schedulers_ecs WHERE id = $1", scheduler_id)
+        nodes = await repo.discover_nodes(["default"], 60)
+        return scheduler, nodes, node_id
+
+    scheduler, nodes, node_id = run(fresh_db, body)
+    assert scheduler["fleets"] == ["default", "fullrt"]
+    assert scheduler["dependencies"] == {"parsec": "0.1.0"}
+    assert scheduler["created_at"].tzinfo is not None
+    [found] = nodes
+    assert (found.id, found.ip_address, found.server_port, found.peer_port) == (node_id, "127.0.0.1", 40000, 65535)
+
+
+def test_discover_filters_fleet_window_offline_and_orders_by_id(fresh_db):
+    async def body(repo: Repository):
+        ids = {name: await repo.insert_node(node(fleet)) for name, fleet in [
+            ("a", "default"), ("b", "fullrt"), ("stale", "default"), ("offline", "default"),
+            ("silent", "default"), ("other_fleet", "optprov"), ("c", "default"),
+        ]}
+        for name in ("c", "a", "b", "stale", "offline", "other_fleet"):  # not in id order
+            assert await repo.heartbeat(ids[name])
+        await repo.pool.execute(
+            "UPDATE nodes_ecs SET last_heartbeat = now() - interval '10 minutes' WHERE id = $1", ids["stale"])
+        assert await repo.mark_offline([ids["offline"]]) == 1
+        found = await repo.discover_nodes(["default", "fullrt"], 120)
+        return ids, [n.id for n in found]
+
+    ids, found = run(fresh_db, body)
+    assert found == sorted([ids["a"], ids["b"], ids["c"]])
+
+
+def test_heartbeat_after_offline_keeps_the_mark(fresh_db):
+    async def body(repo: Repository):
+        node_id = await repo.insert_node(node())
+        assert await repo.heartbeat(node_id)
+        assert await repo.mark_offline([node_id]) == 1
+        assert await repo.mark_offline([node_id]) == 0  # already offline: untouched
+        before = await repo.pool.fetchval("SELECT offline_since FROM nodes_ecs WHERE id = $1", node_id)
+        online = await repo.heartbeat(node_id)
+        row = await repo.pool.fetchrow("SELECT * FROM nodes_ecs WHERE id = $1", node_id)
+        return online, before, row, await repo.discover_nodes(["default"], 120), await repo.heartbeat(10**6)
+
+    online, before, row, discovered, unknown = run(fresh_db, body)
+    assert online is False and unknown is False
+    assert row["offline_since"] == before
+    assert row["last_heartbeat"] >= before
+    assert discovered == []
+
+
+def test_write_measurements_is_idempotent(fresh_db):
+    async def body(repo: Repository):
+        scheduler_id = await repo.insert_scheduler(["default"], {})
+        provider, retriever = await repo.insert_node(node()), await repo.insert_node(node())
+        batch = [
+            record("provide", scheduler_id, provider),
+            record("provide", scheduler_id, provider, error="deadline exceeded", seconds=1),
+            record("retrieval", scheduler_id, retriever, seconds=2),
+            record("retrieval", scheduler_id, retriever, error="not found", seconds=3),
+            record("retrieval", scheduler_id, retriever, error="", seconds=4),
+        ]
+        first = await repo.write_measurements(batch + batch[:1])  # a duplicate inside the batch too
+        second = await repo.write_measurements(batch)
+        extra = record("retrieval", scheduler_id, retriever, seconds=5)
+        mixed = await repo.write_measurements([extra, *batch[2:]])
+        racing = [record("provide", scheduler_id, provider, seconds=6 + i) for i in range(50)]
+        raced = await asyncio.gather(*(repo.write_measurements(racing) for _ in range(3)))
+        counts = [await repo.count_measurements(kind) for kind in (None, "provide", "retrieval")]
+        return (batch, first, second, mixed, sum(raced), counts,
+                await repo.fetch_results("provide"), await repo.fetch_results("retrieval"))
+
+    batch, first, second, mixed, raced, counts, provides, retrievals = run(fresh_db, body)
+    assert (first, second, mixed, raced) == (5, 0, 1, 50)
+    assert counts == [56, 52, 4]
+    assert len(provides) == 52 and len(retrievals) == 4
+    by_op = {row["op_id"]: row for row in provides + retrievals}
+    for sent in batch:
+        stored = by_op[sent.op_id]
+        assert stored["duration"] == sent.duration
+        assert stored["error"] == (sent.error or None)
+        assert stored["created_at"] == sent.created_at
+        assert (stored["round"], stored["fleet"], stored["rt_size"]) == (3, "default", 42)
+    assert all(row["step"] == "provide" for row in provides)
+    assert "step" not in retrievals[0]
+
+
+def test_write_rejects_naive_timestamps(fresh_db):
+    naive = record("provide", 1, 1)
+    naive = MeasurementRecord(**{**naive.as_dict(), "created_at": naive.created_at.replace(tzinfo=None)})
+
+    async def body(repo: Repository):
+        with pytest.raises(ValueError, match="timezone-aware"):
+            await repo.write_measurements([naive])
+
+    run(fresh_db, body)
