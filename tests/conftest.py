@@ -8,6 +8,7 @@ Subfolders add their own fixtures in their own conftest.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -55,12 +56,19 @@ async def _admin(settings: DatabaseSettings, sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def fresh_db(pg: DatabaseSettings) -> Iterator[DatabaseSettings]:
-    """An empty database of its own on the ``pg`` server, dropped after the test."""
+@contextlib.contextmanager
+def scratch_database(pg: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """A new, uniquely named database on the ``pg`` server, dropped on exit."""
     name = f"parsec_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(pg, f'CREATE DATABASE "{name}"'))
     try:
         yield pg.model_copy(update={"name": name})
     finally:
         asyncio.run(_admin(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def fresh_db(pg: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """An empty database of its own on the ``pg`` server, dropped after the test."""
+    with scratch_database(pg) as settings:
+        yield settings

@@ -350,12 +350,13 @@ class Lookup:
         else:
             hops = max((self._candidates[p].hop for p in closest), default=0)
         found = bool(self._providers) if self.goal == "providers" else bool(closest)
+        known = self._closest_known_at_walk_end
         return LookupResult(
             target=self.target,
             goal=self.goal,
             reason=self._reason,
             closest=closest,
-            closest_known=list(self._closest_known_at_walk_end or self.closest_known()),
+            closest_known=self.closest_known() if known is None else list(known),
             providers=self.providers,
             found=found,
             exhausted=self._reason == "exhausted",
@@ -498,8 +499,8 @@ class Lookup:
         self._phase = "followup"
         if self.followup == "once":
             self._followup_set = pending
-            keep = {id(c) for c in pending}
-            for candidate in [c for c in self._in_flight.values() if id(c) not in keep]:
+            settling = {c.peer for c in pending}
+            for candidate in [c for c in self._in_flight.values() if c.peer not in settling]:
                 self._abandon(candidate)
 
     def _abandon(self, candidate: _Candidate) -> None:

@@ -96,7 +96,7 @@ def test_a_closer_peer_heard_late_delays_convergence() -> None:
     assert walk.poll(0.2) == Ps(5, 90)
     walk.on_response(P(5), [], 0.3)
     assert walk.reason == "converged"
-    assert walk.result.closest == Ps(5, 10)
+    assert walk.result.closest == Ps(5, 10, 20)
 
 
 def test_exhausted_when_nobody_is_left_to_ask() -> None:

@@ -1,0 +1,68 @@
+"""A real local campaign: Ray cluster, testbed of py-libp2p peers, server actors, Postgres.
+
+Uses the Ray head named by ``RAY_ADDRESS`` (scripts/test.sh starts one), else starts a
+private local cluster for the session. Every actor gets a unique name and is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings
+from tests.conftest import scratch_database
+
+
+@pytest.fixture(scope="session")
+def ray_context():
+    import ray
+
+    from parsec.deploy import local_ray_env
+
+    local_ray_env()
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        context = ray.init(address=address, namespace="parsec", log_to_driver=False)
+    else:
+        context = ray.init(namespace="parsec", include_dashboard=True, dashboard_host="127.0.0.1",
+                           log_to_driver=False)
+    yield context
+    ray.shutdown()
+
+
+@dataclass
+class Campaign:
+    database: DatabaseSettings
+    network: NetworkSettings
+    testbed: object
+    actors: list
+    statuses: list[dict]
+    tag: str
+
+
+@pytest.fixture(scope="module")
+def campaign(ray_context, pg):
+    """A 60-peer testbed and three ready servers of fleet ``default`` on a fresh database."""
+    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.server.actor import ServerActorConfig
+
+    tag = uuid.uuid4().hex[:8]
+    network = NetworkSettings(network="testbed")
+    with scratch_database(pg) as database:
+        testbed = start_testbed(TestbedSettings(peers=60, processes=2), network.protocol_id,
+                                name=f"t-{tag}", progress=lambda _: None)
+        actors = [
+            deploy_server(ServerActorConfig(
+                name=f"s-{tag}-{i}", network=network, database=database, bootstrap=testbed.bootstrap_addrs(),
+                server=ServerSettings(server_port=0, peer_port=0, heartbeat_interval=5)))
+            for i in range(3)
+        ]
+        try:
+            statuses = wait_ready(actors, timeout=120, progress=lambda _: None)
+            yield Campaign(database, network, testbed, actors, statuses, tag)
+        finally:
+            stop_servers(actors)
+            testbed.stop()
