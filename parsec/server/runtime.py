@@ -164,7 +164,7 @@ class ServerRuntime:
 
     async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
         config = HypercornConfig()
-        config.bind = [f"fd://{sock.fileno()}"]
+        config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns the socket from here
         config.accesslog = None
         config.errorlog = logging.getLogger("parsec.server.http")
         config.keep_alive_timeout = 75

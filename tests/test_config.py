@@ -1,0 +1,79 @@
+"""Settings: the original's env names and defaults, Go durations, readable validation."""
+
+import pytest
+
+from parsec.config import (
+    AMINO_BOOTSTRAP,
+    DatabaseSettings,
+    NetworkSettings,
+    SchedulerSettings,
+    ServerSettings,
+    load,
+    parse_duration,
+)
+
+
+@pytest.mark.parametrize("text,seconds", [("1m", 60), ("1m30s", 90), ("250ms", 0.25), ("2h", 7200), ("5", 5), (0.5, 0.5)])
+def test_go_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["", "1x", "m", "1m 2s", "-"])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_defaults_are_the_originals(monkeypatch):
+    for name in ("HOST", "PORT", "NAME", "USER", "PASSWORD", "SSL_MODE"):
+        monkeypatch.delenv(f"PARSEC_DATABASE_{name}", raising=False)
+    db = DatabaseSettings()
+    assert (db.host, db.port, db.name, db.user, db.password, db.ssl_mode) == (
+        "localhost", 5432, "parsec", "parsec", "password", "disable")
+    assert not db.host_given
+    scheduler = SchedulerSettings()
+    assert scheduler.fleets == ["default"] and scheduler.interval == 60 and scheduler.probes == 1
+
+
+def test_env_names_and_cli_override(monkeypatch):
+    monkeypatch.setenv("PARSEC_SCHEDULER_FLEETS", "default,fullrt")
+    monkeypatch.setenv("PARSEC_SCHEDULER_INTERVAL", "1m30s")
+    monkeypatch.setenv("PARSEC_SERVER_FLEET", "optprov")
+    monkeypatch.setenv("PARSEC_DATABASE_HOST", "db.internal")
+    assert load(SchedulerSettings).fleets == ["default", "fullrt"]
+    assert load(SchedulerSettings, interval="5s", probes=None).interval == 5
+    assert load(ServerSettings).fleet == "optprov"
+    assert load(ServerSettings, fleet="fullrt").fleet == "fullrt"
+    assert load(DatabaseSettings).host_given
+
+
+def test_invalid_settings_exit_with_env_names(monkeypatch):
+    monkeypatch.setenv("PARSEC_SCHEDULER_PROBES", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        load(SchedulerSettings)
+    assert "PARSEC_SCHEDULER_PROBES" in str(exit_info.value)
+    with pytest.raises(SystemExit) as exit_info:
+        load(ServerSettings, fleet="nope")
+    assert "PARSEC_SERVER_FLEET" in str(exit_info.value) and "unknown fleet" in str(exit_info.value)
+
+
+def test_password_never_in_repr_or_redacted():
+    db = DatabaseSettings(password="s3cret")
+    assert "s3cret" not in repr(db) and "s3cret" not in db.redacted()
+
+
+def test_dsn_for_tcp_and_unix_socket():
+    assert DatabaseSettings(host="h", port=1).dsn().startswith("postgresql://parsec:password@h:1/parsec")
+    assert "?host=/tmp/sock&port=5432" in DatabaseSettings(host="/tmp/sock").dsn()
+
+
+def test_network_protocol_and_bootstrap(tmp_path):
+    assert NetworkSettings().protocol_id == "/ipfs/kad/1.0.0"
+    assert NetworkSettings(protocol_prefix="/lan").protocol_id == "/lan/kad/1.0.0"
+    with pytest.raises(SystemExit):
+        load(NetworkSettings, protocol_prefix="lan/")
+    assert NetworkSettings(network="amino").resolved_bootstrap() == list(AMINO_BOOTSTRAP)
+    file = tmp_path / "boot.txt"
+    file.write_text("/ip4/127.0.0.1/tcp/1/p2p/Qm1\n\n")
+    assert NetworkSettings(bootstrap_file=file).resolved_bootstrap() == ["/ip4/127.0.0.1/tcp/1/p2p/Qm1"]
+    assert NetworkSettings(bootstrap_peers="a,b").resolved_bootstrap() == ["a", "b"]
