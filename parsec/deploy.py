@@ -70,7 +70,7 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     count = min(settings.processes, settings.peers)
     sizes = [settings.peers // count + (1 if i < settings.peers % count else 0) for i in range(count)]
     shards = [
-        ShardActor.options(name=f"{name}-{i}").remote(
+        ShardActor.options(name=f"{name}-shard-{i}").remote(
             ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed))
         for i, size in enumerate(sizes)
     ]

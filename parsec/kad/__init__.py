@@ -5,6 +5,22 @@ libp2p streams and ``parsec.sim`` over a virtual clock with exactly the same sem
 Imports nothing of parsec outside this package.
 """
 
+from .crawl import (
+    CRAWL_MAX_CPL,
+    CrawlRequest,
+    CrawlResult,
+    Crawler,
+    KeyPreimages,
+    random_key_bytes_with_cpl,
+)
+from .estimator import (
+    OPTPROV_INDIVIDUAL_COEFFICIENT,
+    OPTPROV_SET_COEFFICIENT,
+    NetworkSizeEstimator,
+    bucket_fill_for,
+    threshold_coefficients,
+)
+from .fullrt import DirectProvide, FullRoutingTable, NotReady, closest_in_sorted
 from .keyspace import (
     KEY_BITS,
     KEYSPACE_SIZE,
@@ -18,26 +34,63 @@ from .keyspace import (
     sort_by_distance,
 )
 from .lookup import UNREACHABLE, Followup, Goal, Lookup, LookupResult, PeerState, Phase, Reason
+from .optprov import (
+    OPTPROV_POOL_SIZE,
+    OPTPROV_RETURN_AFTER,
+    BackgroundPool,
+    ClassicProvide,
+    OptimisticProvide,
+    ProvideOperation,
+    ProvideResult,
+    Request,
+    RequestKind,
+    StoreState,
+)
 from .routing import RoutingTable
 
 __all__ = [
+    "CRAWL_MAX_CPL",
     "KEY_BITS",
     "KEYSPACE_SIZE",
+    "OPTPROV_INDIVIDUAL_COEFFICIENT",
+    "OPTPROV_POOL_SIZE",
+    "OPTPROV_RETURN_AFTER",
+    "OPTPROV_SET_COEFFICIENT",
     "UNREACHABLE",
+    "BackgroundPool",
+    "ClassicProvide",
+    "CrawlRequest",
+    "CrawlResult",
+    "Crawler",
+    "DirectProvide",
     "Followup",
+    "FullRoutingTable",
     "Goal",
     "Key",
+    "KeyPreimages",
     "Lookup",
     "LookupResult",
+    "NetworkSizeEstimator",
+    "NotReady",
+    "OptimisticProvide",
     "PeerRef",
     "PeerState",
     "Phase",
+    "ProvideOperation",
+    "ProvideResult",
     "Reason",
+    "Request",
+    "RequestKind",
     "RoutingTable",
+    "StoreState",
+    "bucket_fill_for",
+    "closest_in_sorted",
     "closest_peers",
     "common_prefix_len",
     "distance",
     "key_of",
     "normalized_distance",
+    "random_key_bytes_with_cpl",
     "sort_by_distance",
+    "threshold_coefficients",
 ]

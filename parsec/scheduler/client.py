@@ -3,15 +3,21 @@
 Unlike the original it sets timeouts and checks status codes; whatever goes wrong
 (refused connection, timeout, 5xx, a body that is not the contract's) comes back as a
 ``ServerReply`` with ``error`` set, so the round records it as data instead of losing it.
+
+aiohttp rather than httpx: measured against the same server, a request costs ≈1.1 ms with
+aiohttp and ≈2.3 ms with httpx, and that difference is framework overhead added to every
+measurement's wall time (bench/overhead.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import time
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 SCHEDULER_HEADER = "x-scheduler-id"
 
@@ -60,26 +66,34 @@ def parse_measurement(body: object, default_step: str, cid: str) -> ServerReply:
 
 
 class ServerClient:
-    """POST /provide, POST /retrieve/{cid}, GET /readiness with timeouts."""
+    """POST /provide, POST /retrieve/{cid}, GET /readiness with timeouts (asyncio)."""
 
     def __init__(self, scheduler_id: str, *, timeout: float = 240.0, readiness_timeout: float = 5.0,
                  auth_token: str | None = None) -> None:
-        headers = {SCHEDULER_HEADER: scheduler_id}
+        self._headers = {SCHEDULER_HEADER: scheduler_id}
         if auth_token:
-            headers["authorization"] = f"Bearer {auth_token}"
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
-        self._readiness_timeout = readiness_timeout
+            self._headers["authorization"] = f"Bearer {auth_token}"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._readiness_timeout = aiohttp.ClientTimeout(total=readiness_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created lazily: it must be made inside the running loop
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout,
+                                                  connector=aiohttp.TCPConnector(limit=256))
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def ready(self, base_url: str) -> bool:
         try:
-            response = await self._http.get(f"{base_url}/readiness", timeout=self._readiness_timeout)
-        except httpx.HTTPError:
+            async with self._http().get(f"{base_url}/readiness", timeout=self._readiness_timeout) as response:
+                await response.read()
+                return response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
-        return response.status_code == 200
 
     async def provide(self, base_url: str, content: bytes, cid: str) -> ServerReply:
         body = {"Content": base64.b64encode(content).decode()}
@@ -92,15 +106,16 @@ class ServerClient:
         started = time.perf_counter()
         status = None
         try:
-            response = await self._http.post(url, json=body)
-            status = response.status_code
+            async with self._http().post(url, json=body) as response:
+                status = response.status
+                text = await response.text()
             if status != 200:
-                raise ValueError(f"HTTP {status}: {response.text[:200]}")
-            return parse_measurement(response.json(), step, cid)
-        except (httpx.HTTPError, ValueError) as error:
-            text = str(error) or type(error).__name__
-            if isinstance(error, httpx.TimeoutException):
-                text = f"scheduler HTTP timeout: {type(error).__name__}"
-            elif isinstance(error, httpx.HTTPError):
-                text = f"scheduler HTTP error: {type(error).__name__}: {error}"
-            return ServerReply(step, time.perf_counter() - started, text, cid, 0, status)
+                raise ValueError(f"HTTP {status}: {text[:200]}")
+            return parse_measurement(json.loads(text), step, cid)
+        except asyncio.TimeoutError:
+            error = f"scheduler HTTP timeout after {self._timeout.total:g}s"
+        except aiohttp.ClientError as failure:
+            error = f"scheduler HTTP error: {type(failure).__name__}: {failure}"
+        except ValueError as failure:  # includes JSON decode errors
+            error = str(failure) or type(failure).__name__
+        return ServerReply(step, time.perf_counter() - started, error, cid, 0, status)

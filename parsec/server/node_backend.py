@@ -8,7 +8,9 @@ the provider so the next probe is not warm) is not timed. Failures are returned 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+import trio
 
 from parsec.net import driver
 from parsec.net.node import DhtNode, RpcError
@@ -20,9 +22,13 @@ class NodeBackend:
 
     strategy = "classic-provide+first-provider-walk"
 
-    def __init__(self, node: DhtNode, ready: Callable[[], bool]) -> None:
+    def __init__(self, node: DhtNode, ready: Callable[[], bool],
+                 spawn: Callable[[Callable[[], Awaitable[None]]], None]) -> None:
         self.node = node
         self._ready = ready
+        self._spawn = spawn  # runs cleanup after the HTTP answer has gone out
+        self._settled = trio.Event()
+        self._settled.set()
 
     def routing_table_size(self) -> int:
         return len(self.node.routing)
@@ -41,10 +47,23 @@ class NodeBackend:
         return OperationResult(elapsed, error, self.routing_table_size(), trace.as_dict() if trace else None)
 
     async def retrieve(self, key: bytes) -> OperationResult:
+        await self._settled.wait()  # the previous probe's provider is forgotten first
         started = time.perf_counter_ns()
         provider, trace = await driver.find_first_provider(self.node, key)
         elapsed = time.perf_counter_ns() - started
         if provider is not None and provider.peer_id != self.node.me.peer_id:
-            await self.node.forget(provider.peer_id)
+            self._forget_later(provider.peer_id)
         error = "" if provider is not None else "not found"
         return OperationResult(elapsed, error, self.routing_table_size(), trace.as_dict())
+
+    def _forget_later(self, peer_id: bytes) -> None:
+        """Disconnect from the provider behind the answer (closing can take 100+ ms)."""
+        settled = self._settled = trio.Event()
+
+        async def forget() -> None:
+            try:
+                await self.node.forget(peer_id)
+            finally:
+                settled.set()
+
+        self._spawn(forget)

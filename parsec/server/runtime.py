@@ -168,7 +168,7 @@ class ServerRuntime:
         config.accesslog = None
         config.errorlog = logging.getLogger("parsec.server.http")
         config.keep_alive_timeout = 75
-        app = create_app(NodeBackend(self._node, self.is_ready), self.settings)
+        app = create_app(NodeBackend(self._node, self.is_ready, self._trio.nursery.start_soon), self.settings)
         task_status.started()
         await hypercorn_serve(app, config)
 

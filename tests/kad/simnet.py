@@ -1,4 +1,4 @@
-"""A tiny simulated DHT to exercise the sans-IO lookup: virtual clock, no sockets.
+"""A tiny simulated DHT for the sans-IO lookup, provide strategies and crawler: virtual clock.
 
 Every peer holds a standard k-bucket table filled from the whole peer set and answers
 FIND_NODE / GET_PROVIDERS with its k closest peers to the target (plus provider records it
@@ -15,7 +15,21 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from parsec.kad import Key, Lookup, LookupResult, PeerRef, RoutingTable, closest_peers
+from parsec.kad import (
+    CrawlRequest,
+    CrawlResult,
+    Crawler,
+    Key,
+    Lookup,
+    LookupResult,
+    PeerRef,
+    ProvideOperation,
+    ProvideResult,
+    Request,
+    RoutingTable,
+    closest_peers,
+    key_of,
+)
 
 Behaviour = Literal["ok", "dead", "failing"]
 
@@ -131,3 +145,108 @@ class SimNet:
         closer = peer.table.closest(lookup.target, self.k)
         providers = peer.records.get(lookup.target, []) if lookup.goal == "providers" else []
         lookup.on_response(peer.ref, closer, now, providers)
+
+
+# ---------------------------------------------------------------- provide strategies and crawls
+
+
+@dataclass
+class ProvideTrace:
+    """What the driver saw while running one provide operation."""
+
+    result: ProvideResult
+    requests: list[Request]
+    pending_stores_at_return: int
+
+
+@dataclass
+class _Clock:
+    """A virtual clock with a queue of future deliveries, shared by the drivers below."""
+
+    now: float
+    arrivals: list[tuple[float, int, object]] = field(default_factory=list)
+    order: itertools.count = field(default_factory=itertools.count)
+
+    def at(self, delay: float, event: object) -> None:
+        heapq.heappush(self.arrivals, (self.now + delay, next(self.order), event))
+
+    def next_event(self, deadline: float | None) -> object | None:
+        """Move to the next arrival or to ``deadline``, whichever comes first; the arrival
+        (or None when the deadline came first)."""
+        next_arrival = self.arrivals[0][0] if self.arrivals else math.inf
+        wake = min(next_arrival, math.inf if deadline is None else deadline)
+        assert wake < math.inf, "stalled: nothing in flight, not done"
+        self.now = wake
+        if next_arrival <= wake:
+            return heapq.heappop(self.arrivals)[2]
+        return None
+
+
+def run_provide(
+    net: SimNet,
+    op: ProvideOperation,
+    provider: PeerRef,
+    *,
+    now: float = 0.0,
+    max_steps: int = 100_000,
+) -> ProvideTrace:
+    """Drive a provide operation to ``done``: FIND_NODE answers as ``SimNet.run`` gives
+    them; an ADD_PROVIDER to a live peer stores ``provider``'s record there and succeeds
+    after the peer's rtt; failing peers fail it; dead peers never answer (timeout)."""
+    clock = _Clock(now)
+    requests: list[Request] = []
+    pending_at_return = -1
+    for _ in range(max_steps):
+        for request in op.poll(clock.now):
+            requests.append(request)
+            peer = net.peers[request.peer]
+            if peer.behaviour != "dead":
+                clock.at(peer.rtt, request)
+        if op.returnable and pending_at_return < 0:
+            result = op.result
+            pending_at_return = len(result.store_targets) - result.stores_ok - result.stores_failed
+        if op.done:
+            return ProvideTrace(op.result, requests, pending_at_return)
+        request = clock.next_event(op.next_deadline())
+        if isinstance(request, Request):
+            _answer_provide(net, op, request, provider, clock.now)
+    raise AssertionError(f"provide not done after {max_steps} steps")
+
+
+def _answer_provide(
+    net: SimNet, op: ProvideOperation, request: Request, provider: PeerRef, now: float
+) -> None:
+    peer = net.peers[request.peer]
+    failing = peer.behaviour == "failing"
+    if request.kind == "add_provider":
+        if not failing:
+            peer.records.setdefault(op.key, []).append(provider)
+        op.on_store_done(peer.ref, not failing, now, "connection refused" if failing else "")
+    elif failing:
+        op.on_failure(peer.ref, now, "connection refused")
+    else:
+        op.on_response(peer.ref, peer.table.closest(op.key, net.k), now)
+
+
+def run_crawl(
+    net: SimNet, crawler: Crawler, *, now: float = 0.0, max_steps: int = 1_000_000
+) -> CrawlResult:
+    """Drive a crawl to the end: a FIND_NODE for key bytes B is answered with the peer's
+    k closest to ``key_of(B)``; dead peers never answer, failing ones answer with an error."""
+    clock = _Clock(now)
+    for _ in range(max_steps):
+        for request in crawler.poll(clock.now):
+            peer = net.peers[request.peer]
+            if peer.behaviour != "dead":
+                clock.at(peer.rtt, request)
+        if crawler.done:
+            return crawler.result
+        request = clock.next_event(crawler.next_deadline())
+        if isinstance(request, CrawlRequest):
+            peer = net.peers[request.peer]
+            if peer.behaviour == "failing":
+                crawler.on_failure(peer.ref, request.key_bytes, clock.now, "connection refused")
+            else:
+                closer = peer.table.closest(key_of(request.key_bytes), net.k)
+                crawler.on_response(peer.ref, request.key_bytes, closer, clock.now)
+    raise AssertionError(f"crawl not done after {max_steps} steps")
