@@ -141,6 +141,7 @@ class ServerSettings(BaseSettings):
     provide_timeout: Seconds = 180.0
     retrieve_timeout: Seconds = 60.0
     rpc_timeout: Seconds = 10.0
+    crawl_interval: Seconds = 3600.0  # fullrt: time between crawls of the whole network
     max_content_bytes: int = Field(1 << 20, ge=1)
     min_routing_table: int = Field(1, ge=0, description="peers needed before /readiness is 200")
     advertise_host: str | None = None

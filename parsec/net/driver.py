@@ -1,9 +1,10 @@
-"""Runs ``parsec.kad`` lookups over real libp2p streams, and the operations built on them.
+"""Runs ``parsec.kad`` state machines over real libp2p streams.
 
-The engine decides whom to ask and when it is done; this driver only sends the RPCs it
-asks for (at most α at a time), feeds back replies and failures with ``trio.current_time``,
-and sleeps until the next reply or the engine's next deadline. Every operation returns a
-``Trace``: RPCs by type, peers contacted, hops, first/last response — stored beside each
+The engine decides whom to ask and when it is done; this driver only sends what a
+machine's ``poll`` asks for, feeds back replies and failures with ``trio.current_time``,
+and sleeps until the next outcome or the machine's next deadline. One loop (``_drive``)
+serves lookups, provide operations and crawls alike. Every operation returns a ``Trace``
+— RPCs by type, peers contacted, hops, first/last response — stored beside each
 measurement so a duration can be explained.
 """
 
@@ -13,13 +14,20 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
 from parsec.kad import Lookup, LookupResult, PeerRef, key_of
+from parsec.kad.crawl import Crawler, CrawlRequest, CrawlResult, random_key_bytes_with_cpl
+from parsec.kad.estimator import bucket_fill_for
+from parsec.kad.optprov import ProvideOperation, ProvideResult, Request
 from parsec.net import wire
 from parsec.net.node import DhtNode, RpcError
+
+_KIND_TO_WIRE = {"find_node": wire.FIND_NODE, "get_providers": wire.GET_PROVIDERS, "add_provider": wire.ADD_PROVIDER}
 
 
 @dataclass
@@ -33,20 +41,23 @@ class Trace:
     hops: int = 0
     first_response_s: float | None = None
     last_response_s: float | None = None
-    holders: list[str] = field(default_factory=list)
+    holders: list[str] = field(default_factory=list)  # peers that took the record (by answer time)
+    targets: list[str] = field(default_factory=list)  # peers the strategy chose to store on
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mark_response(self, offset: float) -> None:
+        if self.first_response_s is None or offset < self.first_response_s:
+            self.first_response_s = offset
+        if self.last_response_s is None or offset > self.last_response_s:
+            self.last_response_s = offset
 
     def absorb(self, result: LookupResult) -> None:
         self.peers_contacted += result.peers_contacted
         self.hops = max(self.hops, result.hops)
         self.failures += result.failures + result.timeouts
-        for mark, name in ((result.first_response_at, "first_response_s"), (result.last_response_at, "last_response_s")):
+        for mark in (result.first_response_at, result.last_response_at):
             if mark is not None:
-                value = mark - result.started_at
-                current = getattr(self, name)
-                if current is None or (name == "first_response_s" and value < current) or (
-                    name == "last_response_s" and value > current
-                ):
-                    setattr(self, name, value)
+                self.mark_response(mark - result.started_at)
 
     def as_dict(self) -> dict:
         return {
@@ -59,7 +70,84 @@ class Trace:
             "first_response_s": self.first_response_s,
             "last_response_s": self.last_response_s,
             "holders": len(self.holders),
+            "targets": len(self.targets),
+            **self.extra,
         }
+
+
+Outcome = tuple[Any, Any, str]  # (request, reply or None, error text)
+
+
+async def _drive(machine, send: Callable[[Any], Awaitable[Any]], apply: Callable[[Any, Any, str], None],
+                 *, until: Callable[[], bool] | None = None, nursery: trio.Nursery | None = None) -> None:
+    """Poll ``machine``, send its requests (each in its own task), apply outcomes.
+
+    Returns when ``until()`` holds (default: the machine is done). Requests still in flight
+    are cancelled, unless ``nursery`` is given: then the loop goes on there in the
+    background until the machine is done (optimistic provide's stores that finish after
+    the caller was answered).
+    """
+    finished = until or (lambda: machine.done)
+    outcomes_in, outcomes_out = trio.open_memory_channel(math.inf)
+    answered = trio.Event()
+
+    async def one(request) -> None:
+        try:
+            reply = await send(request)
+        except RpcError as error:
+            outcomes_in.send_nowait((request, None, str(error)))
+        else:
+            outcomes_in.send_nowait((request, reply, ""))
+
+    async def loop(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with trio.open_nursery() as requests:
+            while not machine.done:
+                for request in machine.poll(trio.current_time()):
+                    requests.start_soon(one, request)
+                if finished():
+                    answered.set()
+                    if nursery is None or machine.done:
+                        break
+                deadline = machine.next_deadline()
+                with trio.move_on_at(deadline if deadline is not None else math.inf):
+                    apply(*await outcomes_out.receive())
+                    while True:  # apply all that already arrived before polling again
+                        try:
+                            apply(*outcomes_out.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+            requests.cancel_scope.cancel()  # a finished machine abandons its stragglers
+        answered.set()
+
+    if nursery is None:
+        await loop()
+    else:
+        await nursery.start(loop)
+        await answered.wait()
+
+
+def _closer(node: DhtNode, reply) -> list[PeerRef]:
+    return [ref for ref in map(node.learn, wire.peers_from_wire(reply.closerPeers)) if ref is not None]
+
+
+def _providers(node: DhtNode, reply) -> list[PeerRef]:
+    found = []
+    for provider in wire.peers_from_wire(reply.providerPeers):
+        node.learn(provider)
+        found.append(PeerRef.from_id(provider.peer_id))
+    return found
+
+
+def _counting_rpc(node: DhtNode, trace: Trace, kind: int, key: bytes, started: float):
+    """``send`` for lookups: one request of ``kind`` for ``key``, counted in ``trace``."""
+    async def send(peer: PeerRef):
+        trace.rpcs[kind] += 1
+        reply = await node.rpc(peer, wire.request(kind, key))
+        trace.mark_response(trio.current_time() - started)
+        return reply
+
+    return send
 
 
 async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal: str = "closest",
@@ -67,102 +155,100 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
     """Drive one iterative lookup for ``key`` with request type ``kind``."""
     target = key_of(key)
     start_seeds = seeds if seeds is not None else node.routing.closest(target, node.k)
-    lookup = Lookup(target, start_seeds, now=trio.current_time(), goal=goal, alpha=alpha, beta=beta,
+    now = trio.current_time()
+    lookup = Lookup(target, start_seeds, now=now, goal=goal, alpha=alpha, beta=beta,
                     k=node.k, rpc_timeout=node.rpc_timeout, self_peer=node.me)
-    replies_in, replies_out = trio.open_memory_channel(math.inf)
 
-    async def ask(peer: PeerRef) -> None:
-        trace.rpcs[kind] += 1
-        try:
-            reply = await node.rpc(peer, wire.request(kind, key))
-        except RpcError as error:
-            replies_in.send_nowait((peer, None, str(error)))
-        else:
-            replies_in.send_nowait((peer, reply, ""))
+    def apply(peer: PeerRef, reply, error: str) -> None:
+        at = trio.current_time()
+        if reply is None:
+            lookup.on_failure(peer, at, error)
+            return
+        lookup.on_response(peer, _closer(node, reply), at, providers=_providers(node, reply))
+        node.routing.add(peer)  # a peer that answered is a live DHT server
 
-    async with trio.open_nursery() as nursery:
-        while not lookup.done:
-            for peer in lookup.poll(trio.current_time()):
-                nursery.start_soon(ask, peer)
-            if lookup.done:
-                break
-            deadline = lookup.next_deadline()
-            with trio.move_on_at(deadline if deadline is not None else math.inf):
-                peer, reply, error = await replies_out.receive()
-                _apply(node, lookup, peer, reply, error)
-                while True:  # apply everything that already arrived before asking again
-                    try:
-                        peer, reply, error = replies_out.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    _apply(node, lookup, peer, reply, error)
-        nursery.cancel_scope.cancel()  # a finished lookup abandons its stragglers
+    await _drive(lookup, _counting_rpc(node, trace, kind, key, now), apply)
     result = lookup.result
     trace.absorb(result)
+    if goal == "closest":
+        _feed_estimator(node, result)
     return result
 
 
-def _apply(node: DhtNode, lookup: Lookup, peer: PeerRef, reply, error: str) -> None:
-    now = trio.current_time()
-    if reply is None:
-        lookup.on_failure(peer, now, error)
-        return
-    closer = [ref for ref in map(node.learn, wire.peers_from_wire(reply.closerPeers)) if ref is not None]
-    providers = []
-    for provider in wire.peers_from_wire(reply.providerPeers):
-        node.learn(provider)
-        providers.append(PeerRef.from_id(provider.peer_id))
-    lookup.on_response(peer, closer, now, providers=providers)
-    node.routing.add(peer)  # a peer that answered is a live DHT server
+def _feed_estimator(node: DhtNode, result: LookupResult) -> None:
+    """Every completed closest-peers lookup is a data point for the network-size estimate."""
+    if node.estimator is not None:
+        fill = bucket_fill_for(node.routing, result.target, result.closest)
+        node.estimator.track_lookup(result, trio.current_time(), fill)
 
 
-async def find_first_provider(node: DhtNode, key: bytes) -> tuple[PeerRef | None, Trace]:
+async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Trace,
+                      background: trio.Nursery | None = None) -> ProvideResult:
+    """Drive a provide operation until it may answer the caller; stores still pending then
+    finish in ``background`` (or before returning, without it)."""
+    started = trio.current_time()
+    announce = wire.request(wire.ADD_PROVIDER, key, provider=node.self_wire())
+
+    async def send(request: Request):
+        kind = _KIND_TO_WIRE[request.kind]
+        trace.rpcs[kind] += 1
+        if request.kind == "add_provider":
+            return await node.rpc(request.peer, announce, expect_reply=False)
+        reply = await node.rpc(request.peer, wire.request(kind, key))
+        trace.mark_response(trio.current_time() - started)
+        return reply
+
+    def apply(request: Request, reply, error: str) -> None:
+        at = trio.current_time()
+        if request.kind == "add_provider":
+            op.on_store_done(request.peer, not error, at, error)
+        elif error:
+            op.on_failure(request.peer, at, error)
+        else:
+            op.on_response(request.peer, _closer(node, reply), at, providers=_providers(node, reply))
+            node.routing.add(request.peer)
+
+    node.providers.add(key, node.me.peer_id, time.time())
+    await _drive(op, send, apply, until=lambda: op.returnable, nursery=background)
+    result = op.result
+    if result.lookup is not None:
+        trace.absorb(result.lookup)
+        _feed_estimator(node, result.lookup)
+    trace.holders = [peer.peer_id.hex() for peer in result.holders]
+    trace.targets = [peer.peer_id.hex() for peer in result.store_targets]
+    trace.extra.update(strategy=result.strategy, fell_back=result.fell_back, stores_ok=result.stores_ok,
+                       stores_failed=result.stores_failed + result.store_timeouts, walk_end=result.walk_end)
+    if result.stores_ok == 0:
+        raise RpcError(f"no ADD_PROVIDER succeeded ({result.strategy} provide, walk end {result.walk_end})")
+    return result
+
+
+async def run_crawl(node: DhtNode, crawler: Crawler) -> CrawlResult:
+    """Drive a crawl: FIND_NODE requests for keys of each bucket of every peer found."""
+    async def send(request: CrawlRequest):
+        return await node.rpc(request.peer, wire.request(wire.FIND_NODE, request.key_bytes))
+
+    def apply(request: CrawlRequest, reply, error: str) -> None:
+        at = trio.current_time()
+        if reply is None:
+            crawler.on_failure(request.peer, request.key_bytes, at, error)
+        else:
+            crawler.on_response(request.peer, request.key_bytes, _closer(node, reply), at)
+
+    await _drive(crawler, send, apply)
+    return crawler.result
+
+
+async def find_first_provider(node: DhtNode, key: bytes, seeds: list[PeerRef] | None = None
+                              ) -> tuple[PeerRef | None, Trace]:
     """GET_PROVIDERS walk that stops at the first provider record (TTFPR)."""
     trace = Trace("retrieve")
     local = node.providers.get(key, time.time())
     if local:  # go-libp2p-kad-dht answers from its own provider store first
+        trace.extra["local"] = True
         return PeerRef.from_id(local[0]), trace
-    result = await run_lookup(node, key, wire.GET_PROVIDERS, trace, goal="providers")
+    result = await run_lookup(node, key, wire.GET_PROVIDERS, trace, goal="providers", seeds=seeds)
     return (result.providers[0] if result.providers else None), trace
-
-
-async def find_closest(node: DhtNode, key: bytes, trace: Trace | None = None) -> list[PeerRef]:
-    """FIND_NODE lookup of the k closest peers to ``key``."""
-    result = await run_lookup(node, key, wire.FIND_NODE, trace or Trace("find_closest"))
-    return result.closest
-
-
-async def add_provider_to(node: DhtNode, holders: list[PeerRef], key: bytes, trace: Trace) -> int:
-    """Send ADD_PROVIDER to every holder in parallel; waits for all sends; returns successes."""
-    message = wire.request(wire.ADD_PROVIDER, key, provider=node.self_wire())
-    sent: list[PeerRef] = []
-
-    async def send(peer: PeerRef) -> None:
-        trace.rpcs[wire.ADD_PROVIDER] += 1
-        try:
-            await node.rpc(peer, message, expect_reply=False)
-        except RpcError:
-            trace.failures += 1
-        else:
-            sent.append(peer)
-
-    async with trio.open_nursery() as nursery:
-        for peer in holders:
-            nursery.start_soon(send, peer)
-    trace.holders = [peer.peer_id.hex() for peer in sent]
-    return len(sent)
-
-
-async def classic_provide(node: DhtNode, key: bytes) -> Trace:
-    """Lookup of the k closest, then ADD_PROVIDER to all of them (go's default provide)."""
-    trace = Trace("provide")
-    node.providers.add(key, node.me.peer_id, time.time())
-    closest = await find_closest(node, key, trace)
-    if not closest:
-        raise RpcError("lookup found no peers to store the record on")
-    if await add_provider_to(node, closest[: node.k], key, trace) == 0:
-        raise RpcError("every ADD_PROVIDER failed")
-    return trace
 
 
 async def bootstrap(node: DhtNode, peers: list[wire.WirePeer], *, refresh_cpls: int = 12) -> int:
@@ -178,20 +264,5 @@ async def bootstrap(node: DhtNode, peers: list[wire.WirePeer], *, refresh_cpls: 
     for cpl in range(refresh_cpls):
         if not node.routing:
             break
-        await run_lookup(node, _key_with_cpl(node.me.peer_id, cpl, rng), wire.FIND_NODE, trace)
+        await run_lookup(node, random_key_bytes_with_cpl(node.me.key, cpl, rng), wire.FIND_NODE, trace)
     return len(node.routing)
-
-
-def _key_with_cpl(own: bytes, cpl: int, rng: random.Random) -> bytes:
-    """Some bytes whose sha256 shares exactly ``cpl`` leading bits with sha256(own).
-
-    A lookup target for refreshing bucket ``cpl``; found by rejection sampling, which
-    needs about 2**(cpl+1) hashes: cheap for the buckets a real network fills.
-    """
-    from parsec.kad import common_prefix_len
-
-    mine = key_of(own)
-    while True:
-        candidate = rng.randbytes(32)
-        if common_prefix_len(key_of(candidate), mine) == cpl:
-            return candidate

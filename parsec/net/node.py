@@ -82,6 +82,7 @@ class DhtNode:
         self.routing = RoutingTable(self.me, k=k)
         self.providers = ProviderStore()
         self.add_inbound_peers = add_inbound_peers
+        self.estimator = None  # a NetworkSizeEstimator when the node runs optimistic provide
         self._ids: dict[bytes, ID] = {}
         self.inbound_requests = 0
 

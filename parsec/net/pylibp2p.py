@@ -16,8 +16,11 @@ names, so they live here, are applied once per process, and the package pins
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
 
 import multiaddr
 from libp2p import new_host
@@ -28,6 +31,9 @@ from libp2p.network import swarm as _swarm
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStore
+
+if TYPE_CHECKING:
+    from libp2p.kad_dht.kad_dht import KadDHT
 
 PERMANENT_TTL = 0  # py-libp2p: ttl 0 never expires
 PEERSTORE_MAX_PEERS = 100_000
@@ -101,3 +107,101 @@ def forget(host: IHost, peer_id: ID) -> None:
 def implementation() -> dict[str, str]:
     """What a ``nodes_ecs.dependencies`` row should say about the libp2p stack."""
     return {"libp2p": "py-libp2p", "libp2p_version": version("libp2p")}
+
+
+# -- py-libp2p's own KadDHT (the ``pylibp2p`` fleet, ``parsec.net.stock``) ------------------
+#
+# These are *environment* fixes and *observation*: none changes how KadDHT chooses peers,
+# how many it asks, when its lookups stop, or what it sends. The fleet measures that
+# implementation as it is (design.md); these only keep it able to run on a testbed and
+# let us count what it did.
+
+
+def keep_addresses(host: IHost) -> None:
+    """Environment fix (pitfall 5): addresses in ``host``'s peerstore never expire.
+
+    py-libp2p keeps one TTL per *peer*, overwritten by every ``add_addrs``: ``host.connect``
+    sets 120 s, KadDHT's FIND_NODE handling 3600 s, signed records 7200 s. Once a peer's
+    TTL lapses every ``addrs()`` raises ``peer ID is expired`` and clears its addresses,
+    so a long-running KadDHT loses its bootstrap peers after two minutes while they stay
+    in its routing table. Testbed peers never change address; parsec's own nodes add
+    addresses with ttl 0 already, this does the same for code we do not control (by
+    wrapping this peerstore's ``add_addrs``; ``add_addr`` and signed-record consumption go
+    through it). Idempotent. Cost on a public network: stale addresses linger until a
+    dial fails or the peerstore's cap (``PEERSTORE_MAX_PEERS``) evicts them.
+    """
+    store = host.get_peerstore()
+    if getattr(store, "_parsec_keeps_addresses", False):
+        return
+    add_addrs = store.add_addrs
+
+    def add_addrs_without_expiry(peer_id: ID, addrs, ttl: int = PERMANENT_TTL) -> None:  # noqa: ARG001
+        add_addrs(peer_id, addrs, PERMANENT_TTL)
+
+    store.add_addrs = add_addrs_without_expiry  # type: ignore[method-assign]
+    store._parsec_keeps_addresses = True  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class KadRpc:
+    """One request KadDHT sent: its type, to whom, and whether it got a usable answer."""
+
+    kind: str  # "FIND_NODE" | "GET_PROVIDERS" | "ADD_PROVIDER"
+    peer: ID
+    answered: bool
+
+
+class KadRpcRecorder:
+    """Collects the ``KadRpc``s sent while a ``record()`` block is open (see ``observe_kad_rpcs``)."""
+
+    def __init__(self) -> None:
+        self._open: list[list[KadRpc]] = []
+
+    @contextmanager
+    def record(self) -> Iterator[list[KadRpc]]:
+        """The RPCs sent until the block ends (background refreshes that overlap are included)."""
+        sent: list[KadRpc] = []
+        self._open.append(sent)
+        try:
+            yield sent
+        finally:
+            self._open.remove(sent)
+
+    def note(self, rpc: KadRpc) -> None:
+        for sent in self._open:
+            sent.append(rpc)
+
+
+def observe_kad_rpcs(dht: KadDHT) -> KadRpcRecorder:
+    """Observation only: count the RPCs KadDHT sends, by wrapping its per-RPC methods.
+
+    KadDHT reports nothing about an operation beyond its result, while parsec stores RPC
+    counts beside every duration (design.md, pitfall 10). Each of its RPCs goes through
+    one private method per type; the wrapper calls the original unchanged and notes the
+    outcome. "answered" is what KadDHT itself can tell: FIND_NODE returned peers,
+    GET_PROVIDERS returned providers or peers, ADD_PROVIDER was written (KadDHT never
+    learns whether it was stored). A failed dial, a timeout or an empty reply all read
+    as not answered; KadDHT logs rather than reports which.
+    """
+    recorder = KadRpcRecorder()
+    _observe(dht.peer_routing, "_query_peer_for_closest", "FIND_NODE", bool, recorder)
+    _observe(dht.provider_store, "_get_providers_from_peer_with_closers", "GET_PROVIDERS",
+             lambda reply: bool(reply[0] or reply[1]), recorder)
+    _observe(dht.provider_store, "_send_add_provider", "ADD_PROVIDER", bool, recorder)
+    return recorder
+
+
+def _observe(owner: object, method: str, kind: str, answered: Callable[[Any], bool],
+             recorder: KadRpcRecorder) -> None:
+    original = getattr(owner, method)
+
+    async def observed(peer: ID, *args: Any, **kwargs: Any) -> Any:
+        ok = False
+        try:
+            result = await original(peer, *args, **kwargs)
+            ok = answered(result)
+            return result
+        finally:  # cancelled by KadDHT's own per-query timeout: not answered
+            recorder.note(KadRpc(kind, peer, ok))
+
+    setattr(owner, method, observed)

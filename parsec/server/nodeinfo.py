@@ -66,18 +66,16 @@ def advertised_ip(settings: ServerSettings, ecs_ip: str | None = None) -> str:
     return "127.0.0.1"
 
 
-def dependencies(strategy: str, extra: dict | None = None) -> dict:
+def dependencies(strategy: dict) -> dict:
     """The exact stack, as ``nodes_ecs.dependencies``: implementation, versions, strategy."""
-    deps = {
+    return {
         "implementation": "parsec-py",
         "parsec": version("parsec") if _installed("parsec") else "dev",
         "libp2p": "py-libp2p",
         "libp2p_version": version("libp2p"),
         "python": sys.version.split()[0],
-        "strategy": strategy,
+        **strategy,
     }
-    deps.update(extra or {})
-    return deps
 
 
 def _installed(name: str) -> bool:

@@ -27,12 +27,12 @@ from libp2p.peer.id import ID
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
 from parsec.loops import AsyncioThread, TrioThread
-from parsec.net import driver, pylibp2p
-from parsec.net.node import DhtNode
+from parsec.net import pylibp2p
+from parsec.net.strategies import DhtStrategy, make_strategy
 from parsec.net.wire import WirePeer
 from parsec.server import nodeinfo
 from parsec.server.app import create_app
-from parsec.server.node_backend import NodeBackend
+from parsec.server.strategy_backend import StrategyBackend
 
 log = logging.getLogger("parsec.server")
 
@@ -94,7 +94,7 @@ class ServerRuntime:
         self._started_at = 0.0
         self._trio = TrioThread("parsec-server")
         self._db = AsyncioThread("parsec-db")
-        self._node: DhtNode | None = None
+        self._strategy: DhtStrategy | None = None
         self._repo = None
         self._pool = None
         self._heartbeat_future = None
@@ -134,18 +134,19 @@ class ServerRuntime:
         self._db.stop()
 
     def refresh_status(self) -> ServerStatus:
-        if self._node is not None:
-            self.status.routing_table_size = len(self._node.routing)
+        if self._strategy is not None:
+            self.status.routing_table_size = self._strategy.routing_table_size()
         self.status.ready = self.is_ready()
         return self.status
 
     def is_ready(self) -> bool:
-        node = self._node
+        strategy = self._strategy
         return bool(
-            node is not None
+            strategy is not None
             and self.status.joined
+            and strategy.ready()
             and self.status.node_id is not None
-            and len(node.routing) >= self.settings.min_routing_table
+            and strategy.routing_table_size() >= self.settings.min_routing_table
             and time.monotonic() - self._started_at >= self.settings.startup_delay
         )
 
@@ -153,14 +154,17 @@ class ServerRuntime:
 
     async def _serve_peer(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         host, listen = pylibp2p.create_host(pylibp2p.keypair(), self.settings.peer_host, self.settings.peer_port)
-        node = DhtNode(host, protocol_id=self.network.protocol_id, rpc_timeout=self.settings.rpc_timeout)
-        node.start()
-        async with host.run([listen]):
-            self._node = node
-            self.status.peer_id = host.get_id().to_base58()
-            self.status.peer_port = int(node.addrs()[0].value_for_protocol("tcp"))
-            task_status.started()
-            await trio.sleep_forever()
+        async with trio.open_nursery() as background:
+            # the DHT protocol is registered before the host connects anywhere (design.md)
+            strategy = make_strategy(self.settings.fleet, host, background, protocol_id=self.network.protocol_id,
+                                     rpc_timeout=self.settings.rpc_timeout,
+                                     crawl_interval=self.settings.crawl_interval)
+            async with host.run([listen]):
+                self._strategy = strategy
+                self.status.peer_id = host.get_id().to_base58()
+                self.status.peer_port = int(pylibp2p.listen_addrs(host)[0].value_for_protocol("tcp"))
+                task_status.started()
+                await trio.sleep_forever()
 
     async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
         config = HypercornConfig()
@@ -168,7 +172,7 @@ class ServerRuntime:
         config.accesslog = None
         config.errorlog = logging.getLogger("parsec.server.http")
         config.keep_alive_timeout = 75
-        app = create_app(NodeBackend(self._node, self.is_ready, self._trio.nursery.start_soon), self.settings)
+        app = create_app(StrategyBackend(self._strategy, self.is_ready, self._trio.nursery.start_soon), self.settings)
         task_status.started()
         await hypercorn_serve(app, config)
 
@@ -182,11 +186,12 @@ class ServerRuntime:
                 peers = parse_bootstrap(self.network.resolved_bootstrap())
             else:
                 try:
-                    size = await driver.bootstrap(self._node, peers)
+                    size = await self._strategy.join(peers)
                     if size >= max(self.settings.min_routing_table, 1):
                         self.status.joined = True
                         self.status.error = ""
                         log.info("joined the DHT: %d peers in the routing table", size)
+                        await self._strategy.maintain()
                         return
                     self.status.error = f"bootstrap reached only {size} peers"
                 except Exception as error:
@@ -219,7 +224,7 @@ class ServerRuntime:
         info = NodeInfo(
             cpu=cpu or machine_cpu, memory=memory or machine_memory, peer_id=self.status.peer_id,
             region=nodeinfo.region(), cmd=self.cmd, fleet=self.settings.fleet,
-            dependencies=nodeinfo.dependencies(NodeBackend.strategy, {"protocol": self.network.protocol_id}),
+            dependencies=nodeinfo.dependencies(self._strategy.dependencies()),
             ip_address=nodeinfo.advertised_ip(self.settings, ecs_ip), server_port=self.status.http_port,
             peer_port=self.status.peer_port,
         )

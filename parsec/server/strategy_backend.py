@@ -1,8 +1,9 @@
-"""The HTTP API's ``DhtBackend`` on a real ``DhtNode``: what each fleet measures.
+"""The HTTP API's ``DhtBackend`` on a fleet's DHT strategy: what each fleet measures.
 
-Timing brackets exactly the DHT call (provide: lookup + ADD_PROVIDERs; retrieval: start
-of the walk to the first provider record). Bookkeeping after the clock stops (forgetting
-the provider so the next probe is not warm) is not timed. Failures are returned as data.
+Timing brackets exactly the DHT call (provide: the strategy's provide until it may answer;
+retrieval: start of the walk to the first provider record). Bookkeeping after the clock
+stops — forgetting the provider so the next probe is not warm — happens after the answer
+is sent and before the next retrieval starts. Failures are returned as data.
 """
 
 from __future__ import annotations
@@ -12,26 +13,24 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from parsec.net import driver
-from parsec.net.node import DhtNode, RpcError
+from parsec.net.node import RpcError
+from parsec.net.strategies import DhtStrategy
 from parsec.server.backend import OperationResult
 
 
-class NodeBackend:
-    """Provide / first-provider retrieval with parsec's own Kademlia engine (fleet default)."""
+class StrategyBackend:
+    """Provide / first-provider retrieval through one fleet's strategy."""
 
-    strategy = "classic-provide+first-provider-walk"
-
-    def __init__(self, node: DhtNode, ready: Callable[[], bool],
+    def __init__(self, strategy: DhtStrategy, ready: Callable[[], bool],
                  spawn: Callable[[Callable[[], Awaitable[None]]], None]) -> None:
-        self.node = node
+        self.strategy = strategy
         self._ready = ready
         self._spawn = spawn  # runs cleanup after the HTTP answer has gone out
         self._settled = trio.Event()
         self._settled.set()
 
     def routing_table_size(self) -> int:
-        return len(self.node.routing)
+        return self.strategy.routing_table_size()
 
     def is_ready(self) -> bool:
         return self._ready()
@@ -40,7 +39,7 @@ class NodeBackend:
         started = time.perf_counter_ns()
         error, trace = "", None
         try:
-            trace = await driver.classic_provide(self.node, key)
+            trace = await self.strategy.provide(key)
         except RpcError as failure:
             error = str(failure) or "provide failed"
         elapsed = time.perf_counter_ns() - started
@@ -49,10 +48,10 @@ class NodeBackend:
     async def retrieve(self, key: bytes) -> OperationResult:
         await self._settled.wait()  # the previous probe's provider is forgotten first
         started = time.perf_counter_ns()
-        provider, trace = await driver.find_first_provider(self.node, key)
+        provider, trace = await self.strategy.find_first_provider(key)
         elapsed = time.perf_counter_ns() - started
-        if provider is not None and provider.peer_id != self.node.me.peer_id:
-            self._forget_later(provider.peer_id)
+        if provider is not None:
+            self._forget_later(provider)
         error = "" if provider is not None else "not found"
         return OperationResult(elapsed, error, self.routing_table_size(), trace.as_dict())
 
@@ -62,7 +61,7 @@ class NodeBackend:
 
         async def forget() -> None:
             try:
-                await self.node.forget(peer_id)
+                await self.strategy.forget(peer_id)
             finally:
                 settled.set()
 

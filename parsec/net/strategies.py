@@ -1,0 +1,195 @@
+"""What each fleet does for provide and retrieval, on a libp2p host.
+
+A fleet is a configuration (interface.md, "Fleets"); here each is a strategy object with
+the same small interface, so the server's HTTP backend times them all the same way:
+
+- ``default``  classic provide (lookup of the 20 closest, ADD_PROVIDER to all), first-
+  provider walk; α=10, β=3, k=20.
+- ``optprov``  optimistic provide: a network-size estimator fed by every completed lookup,
+  early stores below the individual threshold, walk ended by the set threshold, answer
+  after 15 of 20 stores with the rest finishing in the background (pool of 60); falls back
+  to classic while the estimator lacks data.
+- ``fullrt``   crawl the whole network at join and every hour; provide straight to the 20
+  closest of the crawled table; lookups start from it; not ready before the first crawl.
+- ``pylibp2p`` py-libp2p's own ``KadDHT`` unchanged (``parsec.net.stock``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import trio
+from libp2p.abc import IHost
+
+from parsec.kad import PeerRef, key_of
+from parsec.kad.estimator import NetworkSizeEstimator
+from parsec.kad.fullrt import FullRoutingTable, NotReady
+from parsec.kad.optprov import BackgroundPool, ClassicProvide, OptimisticProvide
+from parsec.net import driver
+from parsec.net.driver import Trace
+from parsec.net.node import DhtNode, RpcError
+from parsec.net.wire import WirePeer
+
+log = logging.getLogger("parsec.net.strategies")
+
+
+class DhtStrategy(Protocol):
+    """The operations a parsec server times, whatever the implementation behind them."""
+
+    name: str
+
+    def dependencies(self) -> dict: ...
+    def routing_table_size(self) -> int: ...
+    def ready(self) -> bool: ...
+    async def join(self, peers: list[WirePeer]) -> int: ...
+    async def maintain(self) -> None: ...
+    async def provide(self, key: bytes) -> Trace: ...
+    async def find_first_provider(self, key: bytes) -> tuple[bytes | None, Trace]: ...
+    async def forget(self, peer_id: bytes) -> None: ...
+
+
+class EngineStrategy:
+    """Our Kademlia engine on a ``DhtNode``: the ``default`` fleet; subclasses vary it."""
+
+    name = "default"
+    provide_strategy = "classic"
+
+    def __init__(self, node: DhtNode, background: trio.Nursery) -> None:
+        self.node = node
+        self.background = background  # where stores answered-before-done keep running
+        self.joined = False
+
+    def dependencies(self) -> dict:
+        return {"strategy": self.name, "provide": self.provide_strategy, "dht": "parsec-kad",
+                "alpha": 10, "beta": 3, "k": self.node.k, "protocol": self.node.protocol_id}
+
+    def routing_table_size(self) -> int:
+        return len(self.node.routing)
+
+    def ready(self) -> bool:
+        return self.joined
+
+    async def join(self, peers: list[WirePeer]) -> int:
+        size = await driver.bootstrap(self.node, peers)
+        self.joined = size > 0
+        return size
+
+    async def maintain(self) -> None:
+        await trio.sleep_forever()
+
+    def _seeds(self, key: bytes) -> list[PeerRef]:
+        return self.node.routing.closest(key_of(key), self.node.k)
+
+    def _operation(self, key: bytes, now: float):
+        node = self.node
+        return ClassicProvide(key_of(key), self._seeds(key), now=now, k=node.k, rpc_timeout=node.rpc_timeout,
+                              self_peer=node.me)
+
+    async def provide(self, key: bytes) -> Trace:
+        trace = Trace("provide")
+        op = self._operation(key, trio.current_time())
+        await driver.run_provide(self.node, op, key, trace, background=self.background)
+        return trace
+
+    async def find_first_provider(self, key: bytes) -> tuple[bytes | None, Trace]:
+        found, trace = await driver.find_first_provider(self.node, key, seeds=self._seeds(key))
+        return (found.peer_id if found else None), trace
+
+    async def forget(self, peer_id: bytes) -> None:
+        if peer_id != self.node.me.peer_id:
+            await self.node.forget(peer_id)
+
+
+class OptimisticStrategy(EngineStrategy):
+    """``optprov``: optimistic provide with a network-size estimator (pool of 60 shared)."""
+
+    name = "optprov"
+    provide_strategy = "optimistic"
+
+    def __init__(self, node: DhtNode, background: trio.Nursery) -> None:
+        super().__init__(node, background)
+        node.estimator = NetworkSizeEstimator(k=node.k)
+        self.pool = BackgroundPool()
+
+    def _operation(self, key: bytes, now: float):
+        node = self.node
+        return OptimisticProvide(key_of(key), self._seeds(key), now=now, k=node.k, rpc_timeout=node.rpc_timeout,
+                                 self_peer=node.me, estimator_thresholds=node.estimator.thresholds(now),
+                                 pool=self.pool)
+
+    async def provide(self, key: bytes) -> Trace:
+        trace = await super().provide(key)
+        estimate = self.node.estimator.estimate(trio.current_time())
+        trace.extra["network_size_estimate"] = round(estimate) if estimate else None
+        return trace
+
+
+class FullTableStrategy(EngineStrategy):
+    """``fullrt``: a crawled table of the whole network, re-crawled every ``refresh``."""
+
+    name = "fullrt"
+    provide_strategy = "direct"
+
+    def __init__(self, node: DhtNode, background: trio.Nursery, refresh: float = 3600.0) -> None:
+        super().__init__(node, background)
+        self.table = FullRoutingTable(k=node.k, refresh_interval=refresh, self_peer=node.me)
+
+    def dependencies(self) -> dict:
+        return {**super().dependencies(), "crawl_interval_s": self.table.refresh_interval}
+
+    def routing_table_size(self) -> int:
+        return len(self.table) if self.table.ready else len(self.node.routing)
+
+    def ready(self) -> bool:
+        return self.joined and self.table.ready
+
+    async def join(self, peers: list[WirePeer]) -> int:
+        size = await super().join(peers)
+        await self.crawl()
+        return size
+
+    async def crawl(self) -> None:
+        seeds = self.node.routing.peers()
+        crawler = self.table.start_crawl(seeds, now=trio.current_time(), rpc_timeout=self.node.rpc_timeout,
+                                         self_peer=self.node.me)
+        result = await driver.run_crawl(self.node, crawler)
+        self.table.finish_crawl(result)
+        log.info("crawl: %d reachable, %d unreachable in %.1fs", len(result.reachable), len(result.unreachable),
+                 result.duration or 0)
+
+    async def maintain(self) -> None:
+        while True:
+            await trio.sleep(max(1.0, self.table.refresh_interval / 60))
+            if self.table.needs_refresh(trio.current_time()):
+                await self.crawl()
+
+    def _seeds(self, key: bytes) -> list[PeerRef]:
+        if self.table.ready:
+            return self.table.lookup_seeds(key_of(key))
+        return super()._seeds(key)
+
+    def _operation(self, key: bytes, now: float):
+        try:
+            return self.table.provide(key_of(key), now=now)
+        except NotReady:
+            raise RpcError("full routing table not ready: first crawl not finished") from None
+
+
+ENGINE_FLEETS = {"default": EngineStrategy, "optprov": OptimisticStrategy, "fullrt": FullTableStrategy}
+
+
+def make_strategy(fleet: str, host: IHost, background: trio.Nursery, *, protocol_id: str,
+                  rpc_timeout: float, crawl_interval: float = 3600.0) -> DhtStrategy:
+    """The strategy of ``fleet`` on ``host`` (registers its DHT protocol handler)."""
+    if fleet == "pylibp2p":
+        from parsec.net.stock import StockStrategy
+
+        return StockStrategy(host, background, protocol_id=protocol_id, rpc_timeout=rpc_timeout)
+    if fleet not in ENGINE_FLEETS:
+        raise ValueError(f"unknown fleet {fleet!r}")
+    node = DhtNode(host, protocol_id=protocol_id, rpc_timeout=rpc_timeout)
+    node.start()
+    if fleet == "fullrt":
+        return FullTableStrategy(node, background, refresh=crawl_interval)
+    return ENGINE_FLEETS[fleet](node, background)
