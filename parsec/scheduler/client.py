@@ -32,6 +32,7 @@ class ServerReply:
     cid: str
     rt_size: int
     http_status: int | None = None
+    trace: str | None = None  # JSON of the measurement's optional "Trace" (our servers send one)
 
 
 def node_url(ip_address: str, port: int) -> str:
@@ -55,6 +56,7 @@ def parse_measurement(body: object, default_step: str, cid: str) -> ServerReply:
         raise ValueError("Measurements[0].Error is not a string")
     rt_size = body.get("RoutingTableSize", 0)
     step = first.get("Step") or default_step  # the Go server sends "" for retrievals
+    trace = first.get("Trace")
     return ServerReply(
         step=step,
         duration_s=duration / 1e9,
@@ -62,6 +64,7 @@ def parse_measurement(body: object, default_step: str, cid: str) -> ServerReply:
         cid=str(body.get("CID") or cid),
         rt_size=int(rt_size) if isinstance(rt_size, int) else 0,
         http_status=200,
+        trace=json.dumps(trace, separators=(",", ":")) if isinstance(trace, dict) else None,
     )
 
 

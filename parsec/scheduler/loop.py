@@ -141,7 +141,7 @@ class Scheduler:
             op_id=uuid.uuid4().hex, kind=kind, scheduler_id=self.scheduler_id, node_id=node.id,
             fleet=node.fleet, region=node.region, round=number, rt_size=reply.rt_size,
             duration=reply.duration_s, cid=reply.cid, error=reply.error,
-            step=reply.step or kind, created_at=datetime.now(timezone.utc),
+            step=reply.step or kind, created_at=datetime.now(timezone.utc), trace=reply.trace,
         )
         self.metrics.count(record)
         return record

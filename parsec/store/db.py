@@ -103,7 +103,7 @@ _RESULT_TABLES = {"provide": "provides_ecs", "retrieval": "retrievals_ecs"}
 _STAGING_COLUMNS = {
     "op_id": "uuid", "kind": "text", "scheduler_id": "int", "node_id": "int", "fleet": "text",
     "region": "text", "round": "int", "rt_size": "int", "duration": "float8", "cid": "text",
-    "error": "text", "step": "text", "created_at": "timestamptz",
+    "error": "text", "step": "text", "created_at": "timestamptz", "trace": "text",
 }
 _CREATE_STAGING = "CREATE TEMP TABLE parsec_staging ({}) ON COMMIT DROP".format(
     ", ".join(f"{name} {_STAGING_COLUMNS[name]}" for name in FIELDS)
@@ -142,6 +142,11 @@ WITH staged AS (
            NULLIF(s.error, ''), s.created_at
     FROM fresh f JOIN staged s USING (op_id)
     WHERE f.kind = 'retrieval'
+), traces AS (
+    INSERT INTO traces (op_id, rpc_total, hops, peers_contacted, failures, strategy, detail)
+    SELECT f.op_id, (t.doc->>'rpc_total')::int, (t.doc->>'hops')::int, (t.doc->>'peers_contacted')::int,
+           (t.doc->>'failures')::int, t.doc->>'strategy', t.doc
+    FROM fresh f JOIN (SELECT op_id, trace::jsonb AS doc FROM staged WHERE trace IS NOT NULL) t USING (op_id)
 )
 SELECT count(*) FROM fresh
 """

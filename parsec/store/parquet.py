@@ -16,6 +16,7 @@ yet) would. Each file is one row group.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -33,15 +34,19 @@ _TYPES = {
     "op_id": pa.string(), "scheduler_id": pa.int32(), "node_id": pa.int32(),
     "fleet": pa.string(), "region": pa.string(), "round": pa.int32(), "rt_size": pa.int32(),
     "duration": pa.float64(), "cid": pa.string(), "error": pa.string(), "step": pa.string(),
-    "created_at": pa.timestamp("us", tz="UTC"),
+    "created_at": pa.timestamp("us", tz="UTC"), "trace": pa.string(),
 }
+# Parsed from ``trace`` so analyses can filter and aggregate without decoding JSON.
+TRACE_COLUMNS = {"trace_rpc_total": ("rpc_total", pa.int32()), "trace_hops": ("hops", pa.int32()),
+                 "trace_peers_contacted": ("peers_contacted", pa.int32())}
 PARTITION_SCHEMA = pa.schema([pa.field("kind", pa.string()), pa.field("date", pa.string())])
 # A KeyError here means records.py gained a field: give it a Parquet type above.
 FILE_SCHEMA = pa.schema(
-    [pa.field(name, _TYPES[name], nullable=name == "error") for name in FIELDS if name != "kind"]
+    [pa.field(name, _TYPES[name], nullable=name in ("error", "trace")) for name in FIELDS if name != "kind"]
+    + [pa.field(name, kind) for name, (_, kind) in TRACE_COLUMNS.items()]
 )
 _WRITER_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
-_COLUMNS = [*FIELDS, "date"]
+_COLUMNS = [*FIELDS, *TRACE_COLUMNS, "date"]
 
 
 @dataclass
@@ -59,8 +64,20 @@ def _partition(record: MeasurementRecord) -> tuple[str, str]:
     return record.kind, record.created_at.astimezone(timezone.utc).date().isoformat()
 
 
+def _trace_value(record: MeasurementRecord, key: str) -> int | None:
+    if not record.trace:
+        return None
+    try:
+        value = json.loads(record.trace).get(key)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
 def _to_table(records: list[MeasurementRecord]) -> pa.Table:
-    columns = {name: [getattr(record, name) for record in records] for name in FILE_SCHEMA.names}
+    columns = {name: [getattr(record, name) for record in records] for name in FIELDS if name != "kind"}
+    for column, (key, _) in TRACE_COLUMNS.items():
+        columns[column] = [_trace_value(record, key) for record in records]
     return pa.Table.from_pydict(columns, schema=FILE_SCHEMA)
 
 

@@ -30,6 +30,7 @@ class MeasurementRecord:
     error: str | None     # None on success, "not found", or the error text
     step: str             # "provide" | "retrieval" (as the server sent it)
     created_at: datetime  # timezone-aware, written by the scheduler
+    trace: str | None = None  # JSON of the server's per-operation trace (RPCs, hops, …), if sent
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -84,6 +84,10 @@ def test_postgres_rows_are_plausible(campaign, job_run):
     assert {row["step"] for row in provides} == {"provide"}
     schedulers = asyncio.run(_fetch(campaign.database, "SELECT fleets FROM schedulers_ecs"))
     assert schedulers == [{"fleets": ["default"]}]
+    traces = asyncio.run(_fetch(campaign.database, "SELECT m.kind, t.rpc_total, t.hops, t.detail FROM traces t"
+                                                   " JOIN measurements m USING (op_id)"))
+    assert len(traces) == len(provides) + len(retrievals)  # every measurement carried its trace
+    assert all(t["rpc_total"] >= 1 for t in traces if t["kind"] == "provide" or not t["detail"].get("local"))
 
 
 def test_parquet_agrees_with_postgres_one_to_one(campaign, job_run):
@@ -99,6 +103,7 @@ def test_parquet_agrees_with_postgres_one_to_one(campaign, job_run):
     }
     assert len(frame) == len(files) == len(db) == ROUNDS * len(campaign.actors)
     assert files == db
+    assert frame["trace"].notna().all() and (frame.loc[frame.kind == "provide", "trace_rpc_total"] > 0).all()
 
 
 def test_servers_registered_with_heartbeats(campaign, job_run):

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from parsec.store.parquet import ParquetSink, read_dataset
+from parsec.store.parquet import TRACE_COLUMNS, ParquetSink, read_dataset
 from parsec.store.records import FIELDS, MeasurementRecord
 
 T0 = datetime(2024, 3, 1, 23, 59, 58, 123456, tzinfo=timezone.utc)
@@ -67,16 +67,27 @@ def test_round_trip_with_partitions(tmp_path: Path):
         "kind=retrieval/date=2024-03-01", "kind=retrieval/date=2024-03-02",
     ]
     frame = read_dataset(tmp_path).sort_values(["kind", "round"]).reset_index(drop=True)
-    assert list(frame.columns) == [*FIELDS, "date"]
+    assert list(frame.columns) == [*FIELDS, *TRACE_COLUMNS, "date"]
     expected = sorted(sent, key=lambda r: (r.kind, r.round))
     for name in FIELDS:
         got, want = frame[name].tolist(), [getattr(r, name) for r in expected]
-        if name == "error":
+        if name in ("error", "trace"):  # nullable strings read back as NaN
             got = [None if pd.isna(value) else value for value in got]
         assert got == want, name
     assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
     assert frame["date"].tolist()[:2] == ["2024-03-01", "2024-03-01"]
     assert len(pd.read_parquet(tmp_path)) == len(sent)  # generic readers understand it too
+
+
+def test_trace_columns_are_parsed_from_the_trace(tmp_path: Path):
+    traced = [MeasurementRecord(**{**r.as_dict(), "trace": '{"rpc_total": 12, "hops": 3, "peers_contacted": 9}'})
+              for r in records(2)]
+    with ParquetSink(tmp_path, writer_id="t") as sink:
+        sink.write(traced + records(1, "retrieval"))
+    frame = read_dataset(tmp_path).sort_values("kind")
+    assert frame["trace_rpc_total"].tolist()[:2] == [12, 12]
+    assert frame["trace_hops"].tolist()[:2] == [3, 3]
+    assert pd.isna(frame["trace_rpc_total"].tolist()[2]) and pd.isna(frame["trace"].tolist()[2])
 
 
 def test_restarted_writer_does_not_overwrite(tmp_path: Path):
@@ -89,7 +100,7 @@ def test_restarted_writer_does_not_overwrite(tmp_path: Path):
 
 def test_empty_or_missing_root_reads_as_empty_frame(tmp_path: Path):
     frame = read_dataset(tmp_path / "nothing")
-    assert frame.empty and list(frame.columns) == [*FIELDS, "date"]
+    assert frame.empty and list(frame.columns) == [*FIELDS, *TRACE_COLUMNS, "date"]
 
 
 def test_bad_input_is_rejected(tmp_path: Path):

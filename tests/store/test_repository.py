@@ -158,6 +158,29 @@ def test_write_measurements_is_idempotent(fresh_db):
     assert "step" not in retrievals[0]
 
 
+def test_traces_are_stored_once_beside_their_measurement(fresh_db):
+    trace = '{"operation":"provide","rpc_total":40,"hops":2,"peers_contacted":20,"failures":1,"strategy":"classic"}'
+
+    async def body(repo: Repository):
+        scheduler_id = await repo.insert_scheduler(["default"], {})
+        provider = await repo.insert_node(node())
+        with_trace = MeasurementRecord(**{**record("provide", scheduler_id, provider).as_dict(), "trace": trace})
+        without = record("provide", scheduler_id, provider, seconds=1)
+        await repo.write_measurements([with_trace, without])
+        await repo.write_measurements([with_trace])
+        rows = await repo.pool.fetch("SELECT op_id, rpc_total, hops, peers_contacted, failures, strategy, detail"
+                                     " FROM traces")
+        return with_trace, [dict(row) for row in rows]
+
+    sent, rows = run(fresh_db, body)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["op_id"].hex == sent.op_id
+    assert (row["rpc_total"], row["hops"], row["peers_contacted"], row["failures"], row["strategy"]) == (
+        40, 2, 20, 1, "classic")
+    assert row["detail"]["operation"] == "provide"
+
+
 def test_write_rejects_naive_timestamps(fresh_db):
     naive = record("provide", 1, 1)
     naive = MeasurementRecord(**{**naive.as_dict(), "created_at": naive.created_at.replace(tzinfo=None)})
