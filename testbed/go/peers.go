@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Options of the whole process (one set of flags for every peer).
+type Options struct {
+	Peers          int
+	Host           string
+	ProtocolPrefix string
+	Seed           string
+	Latency        *LatencyModel
+	ConnLow        int
+	ConnHigh       int
+	AutoRefresh    bool
+}
+
+// Peer is one libp2p host with its DHT.
+type Peer struct {
+	Host host.Host // the real host
+	DHT  *dht.IpfsDHT
+}
+
+// Peers hosts every peer of this process, plus what the last fill told us.
+type Peers struct {
+	opts  Options
+	peers []*Peer
+
+	fillMu    sync.RWMutex
+	fillAddrs map[peer.ID][]ma.Multiaddr // addresses given by fill: never forgotten for RT peers
+}
+
+func identity(seed string, i int) (crypto.PrivKey, error) {
+	if seed == "" {
+		priv, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		return priv, err
+	}
+	// A reproducible Ed25519 identity per (seed, index). Different processes of one
+	// testbed must get different seeds.
+	s := sha256.Sum256([]byte(fmt.Sprintf("%s/go/%d", seed, i)))
+	return crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(s[:]))
+}
+
+func newPeer(opts Options, i int) (*Peer, error) {
+	priv, err := identity(opts.Seed, i)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := connmgr.NewConnManager(opts.ConnLow, opts.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(priv),
+		libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/tcp/0", opts.Host)),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		// Hundreds of peers on loopback: no resource limits, a generous connection manager.
+		libp2p.ResourceManager(&network.NullResourceManager{}),
+		libp2p.ConnectionManager(cm),
+		libp2p.NonPublicAddrPublishing(true), // loopback addresses are all we have
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.Ping(false),
+		libp2p.UserAgent("parsec-go-peers"),
+	)
+	if err != nil {
+		return nil, err
+	}
+	var dhtHost host.Host = h
+	if opts.Latency != nil {
+		dhtHost = newLatencyHost(h, opts.Latency)
+	}
+	dopts := []dht.Option{
+		dht.Mode(dht.ModeServer),
+		dht.ProtocolPrefix(protocol.ID(opts.ProtocolPrefix)),
+		dht.BucketSize(20),
+		dht.BootstrapPeers(), // no public bootstrap peers: the testbed fills tables itself
+	}
+	if !opts.AutoRefresh {
+		// The testbed fills routing tables directly (design.md); a network refresh from
+		// every peer every 10 minutes would only add CPU load to the measurements.
+		dopts = append(dopts, dht.DisableAutoRefresh())
+	}
+	d, err := dht.New(dhtHost, dopts...)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &Peer{Host: h, DHT: d}, nil
+}
+
+// StartPeers creates every host (in parallel, bounded) and its DHT.
+func StartPeers(opts Options) (*Peers, error) {
+	ps := &Peers{opts: opts, peers: make([]*Peer, opts.Peers), fillAddrs: map[peer.ID][]ma.Multiaddr{}}
+	errs := make([]error, opts.Peers)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Go(func() {
+			for i := range work {
+				ps.peers[i], errs[i] = newPeer(opts, i)
+			}
+		})
+	}
+	for i := 0; i < opts.Peers; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		ps.Close()
+		return nil, err
+	}
+	return ps, nil
+}
+
+// Close closes every DHT and host.
+func (ps *Peers) Close() {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, p := range ps.peers {
+		if p == nil {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			p.DHT.Close()
+			p.Host.Close()
+		})
+	}
+	wg.Wait()
+}
+
+func (ps *Peers) get(i int) (*Peer, error) {
+	if i < 0 || i >= len(ps.peers) {
+		return nil, fmt.Errorf("peer index %d out of range [0, %d)", i, len(ps.peers))
+	}
+	return ps.peers[i], nil
+}
+
+// PeerJSON is a peer of the control protocol.
+type PeerJSON struct {
+	ID     string   `json:"id"`
+	Addrs  []string `json:"addrs"`
+	Region string   `json:"region,omitempty"`
+}
+
+func listenAddrs(h host.Host) []string {
+	var out []string
+	for _, a := range h.Network().ListenAddresses() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// Describe lists the peers as the listening event reports them.
+func (ps *Peers) Describe() []PeerJSON {
+	out := make([]PeerJSON, len(ps.peers))
+	for i, p := range ps.peers {
+		out[i] = PeerJSON{ID: p.Host.ID().String(), Addrs: listenAddrs(p.Host)}
+		if m := ps.opts.Latency; m != nil {
+			out[i].Region = m.Regions[m.RegionIndexOf(p.Host.ID())]
+		}
+	}
+	return out
+}
+
+type candidate struct {
+	id    peer.ID
+	key   kb.ID
+	addrs []ma.Multiaddr
+}
+
+// Fill puts the given peers straight into every local routing table (go's k-buckets
+// decide who stays: at most 20 per bucket, only the last bucket splits). Candidates are
+// offered closest to the local key first, so each bucket keeps the closest peers of its
+// range as the py testbed does; passes repeat while the table keeps unfolding. Addresses
+// go to the peerstore without expiry, for the peers that made it into the table only.
+func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
+	cands := make([]candidate, 0, len(given))
+	for _, g := range given {
+		id, err := peer.Decode(g.ID)
+		if err != nil {
+			return nil, fmt.Errorf("bad peer id %q: %w", g.ID, err)
+		}
+		var addrs []ma.Multiaddr
+		for _, s := range g.Addrs {
+			a, err := ma.NewMultiaddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("bad address %q of %s: %w", s, g.ID, err)
+			}
+			addrs = append(addrs, a)
+		}
+		cands = append(cands, candidate{id: id, key: kb.ConvertPeerID(id), addrs: addrs})
+	}
+	ps.fillMu.Lock()
+	for _, c := range cands {
+		ps.fillAddrs[c.id] = c.addrs
+	}
+	ps.fillMu.Unlock()
+
+	sizes := make([]int, len(ps.peers))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Go(func() {
+			order := make([]candidate, len(cands))
+			for i := range work {
+				sizes[i] = ps.fillOne(ps.peers[i], cands, order)
+			}
+		})
+	}
+	for i := range ps.peers {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	total, lo, hi := 0, -1, 0
+	for _, s := range sizes {
+		total += s
+		if lo < 0 || s < lo {
+			lo = s
+		}
+		hi = max(hi, s)
+	}
+	mean := 0.0
+	if len(sizes) > 0 {
+		mean = float64(total) / float64(len(sizes))
+	}
+	return map[string]any{"peers": len(ps.peers), "mean_rt": mean, "min_rt": lo, "max_rt": hi}, nil
+}
+
+func (ps *Peers) fillOne(p *Peer, cands []candidate, order []candidate) int {
+	self := p.Host.ID()
+	selfKey := kb.ConvertPeerID(self)
+	order = order[:0]
+	for _, c := range cands {
+		if c.id != self {
+			order = append(order, c)
+		}
+	}
+	dist := make(map[peer.ID][]byte, len(order))
+	for _, c := range order {
+		dist[c.id] = kb.Xor(selfKey, c.key)
+	}
+	sort.Slice(order, func(a, b int) bool { return bytes.Compare(dist[order[a].id], dist[order[b].id]) < 0 })
+	rt := p.DHT.RoutingTable()
+	for pass := 0; pass < 8; pass++ {
+		added := 0
+		for _, c := range order {
+			if rt.Find(c.id) != "" {
+				continue
+			}
+			if ok, _ := rt.TryAddPeer(c.id, true, false); ok {
+				added++
+			}
+		}
+		if added == 0 {
+			break
+		}
+	}
+	pstore := p.Host.Peerstore()
+	for _, c := range order {
+		if rt.Find(c.id) != "" && len(c.addrs) > 0 {
+			pstore.AddAddrs(c.id, c.addrs, peerstore.PermanentAddrTTL)
+		}
+	}
+	return rt.Size()
+}
+
+// ParseKey reads a hex sha2-256 multihash as a CID (the DHT key is its multihash).
+func ParseKey(text string) (cid.Cid, error) {
+	raw, err := decodeHex(text)
+	if err != nil {
+		return cid.Undef, err
+	}
+	decoded, err := mh.Decode(raw)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("key is not a multihash: %w", err)
+	}
+	if decoded.Code != mh.SHA2_256 || decoded.Length != 32 {
+		return cid.Undef, fmt.Errorf("key must be a sha2-256 multihash, got code 0x%x length %d", decoded.Code, decoded.Length)
+	}
+	return cid.NewCidV1(cid.Raw, mh.Multihash(raw)), nil
+}
+
+// Provide runs go-libp2p-kad-dht's own Provide and times that call alone.
+func (ps *Peers) Provide(ctx context.Context, i int, key cid.Cid) (map[string]any, error) {
+	p, err := ps.get(i)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	perr := p.DHT.Provide(ctx, key, true)
+	elapsed := time.Since(start)
+	out := map[string]any{"duration_ns": elapsed.Nanoseconds(), "error": "", "rt_size": p.DHT.RoutingTable().Size()}
+	if perr != nil {
+		out["error"] = perr.Error()
+	}
+	return out, nil
+}
+
+// FindFirstProvider times FindProvidersAsync(ctx, key, 1) up to the first provider record
+// (TTFPR); afterwards the provider's connections are closed and its addresses forgotten
+// (kept only when it sits in our routing table, with the addresses fill gave).
+func (ps *Peers) FindFirstProvider(ctx context.Context, i int, key cid.Cid, timeout time.Duration) (map[string]any, error) {
+	p, err := ps.get(i)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	ch := p.DHT.FindProvidersAsync(ctx, key, 1)
+	var found peer.AddrInfo
+	var ok bool
+	select {
+	case found, ok = <-ch:
+	case <-ctx.Done():
+	}
+	elapsed := time.Since(start)
+	cancel()
+	out := map[string]any{"duration_ns": elapsed.Nanoseconds(), "provider": "", "error": "",
+		"rt_size": p.DHT.RoutingTable().Size()}
+	switch {
+	case ok:
+		out["provider"] = found.ID.String()
+		ps.forget(p, found.ID)
+	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled):
+		out["error"] = fmt.Sprintf("no provider within %s: %v", timeout, ctx.Err())
+	default:
+		out["error"] = "not found"
+	}
+	return out, nil
+}
+
+func (ps *Peers) forget(p *Peer, other peer.ID) {
+	if other == p.Host.ID() {
+		return
+	}
+	_ = p.Host.Network().ClosePeer(other)
+	p.Host.Peerstore().ClearAddrs(other)
+	if p.DHT.RoutingTable().Find(other) != "" {
+		ps.fillMu.RLock()
+		addrs := ps.fillAddrs[other]
+		ps.fillMu.RUnlock()
+		if len(addrs) > 0 {
+			p.Host.Peerstore().AddAddrs(other, addrs, peerstore.PermanentAddrTTL)
+		}
+	}
+}
+
+// RoutingTableSizes of every local peer, in order.
+func (ps *Peers) RoutingTableSizes() []int {
+	out := make([]int, len(ps.peers))
+	for i, p := range ps.peers {
+		out[i] = p.DHT.RoutingTable().Size()
+	}
+	return out
+}
+
+// Connections open across all local hosts.
+func (ps *Peers) Connections() int {
+	n := 0
+	for _, p := range ps.peers {
+		n += len(p.Host.Network().Conns())
+	}
+	return n
+}

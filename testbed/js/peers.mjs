@@ -1,0 +1,680 @@
+// Many js-libp2p kad-dht peers in one Node process, driven over JSON lines: the js part of
+// the parsec testbed (the Go program speaks the same control protocol).
+//
+//   node --import ./polyfill.mjs peers.mjs --peers N [--host 127.0.0.1]
+//        [--protocol-prefix /ipfs] [--seed S] [--latency FILE]
+//
+// Every peer: TCP + Noise + Yamux on HOST:random port, identify + ping, kad-dht in server
+// mode (clientMode: false) on `<prefix>/kad/1.0.0`, k = 20, no bootstrap list, no peer
+// discovery. Once all peers listen, one line goes to stdout:
+//
+//   {"event":"listening","peers":[{"id":"<base58>","addrs":["/ip4/…/tcp/PORT"]}, …]}
+//
+// (with --latency, each entry also carries "region"). Then one JSON command per stdin line,
+// each with an "id" echoed in its reply, handled concurrently:
+//
+//   fill                {"cmd":"fill","peers":[{"id","addrs"}…]}  → {"peers","mean_rt",…}
+//   provide             {"cmd":"provide","peer":i,"key":"<hex multihash>"} → {"duration_ns","error"}
+//   find_first_provider {"cmd":"find_first_provider","peer":i,"key":…,"timeout_s":60}
+//                                                    → {"duration_ns","provider","error"}
+//   stats               {"cmd":"stats"}                → peers, routing tables, memory
+//   stop                {"cmd":"stop"}                 → stops every node, exits 0 (EOF too)
+//
+// Replies are {"id":…,"ok":true,…} or {"id":…,"ok":false,"error":"…"}. ok:false means the
+// command itself was unusable (unknown cmd, bad key, peer index out of range); an operation
+// that ran but failed (a provide that threw, a lookup that timed out) answers ok:true with a
+// non-empty "error", so its duration is still recorded.
+//
+// What deviates from a stock js-libp2p node, and why (all testbed-only):
+// - Routing tables are filled directly by `fill` (standard k-buckets, see fillNode) instead
+//   of a network refresh; the periodic self-query and table refresh are pushed out to
+//   ~24.8 days (the longest setTimeout) so 1,000 peers do not flood two cores with lookups.
+//   `allowQueryWithZeroPeers` lets queries start without waiting for the first self-query.
+// - passthrough peer-info mapper (loopback addresses are not stripped from answers), a
+//   connection allow-list for 127.0.0.0/8 (else the per-host inbound rate limit refuses
+//   connections from the other peers on the same IP), the connection monitor (10 s pings
+//   of every connection) disabled, and peer-store address/peer ages raised so addresses
+//   learned by `fill` do not expire after 1 h.
+// - Latency emulation (see installLatency / latencyTransport), only with --latency.
+
+import './polyfill.mjs'
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair, generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import { TimeoutError } from '@libp2p/interface'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+
+const K = 20
+const SHA2_256 = 0x12
+const RAW_CODEC = 0x55
+const P2P_CODE = 421
+const MAX_TIMER_MS = 2 ** 31 - 1 // longer setTimeout delays overflow to 1 ms
+const AGE_FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
+const START_CONCURRENCY = 8
+const STOP_GRACE_MS = 15_000
+
+// ---------------------------------------------------------------------------------------
+// command line
+
+function usage (message) {
+  if (message) process.stderr.write(`peers.mjs: ${message}\n`)
+  process.stderr.write('usage: node --import ./polyfill.mjs peers.mjs --peers N [--host 127.0.0.1] ' +
+    '[--protocol-prefix /ipfs] [--seed S] [--latency FILE]\n')
+  process.exit(2)
+}
+
+function parseArgs (argv) {
+  const opts = { peers: null, host: '127.0.0.1', protocolPrefix: '/ipfs', seed: null, latency: null }
+  const names = { '--peers': 'peers', '--host': 'host', '--protocol-prefix': 'protocolPrefix', '--seed': 'seed', '--latency': 'latency' }
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i]
+    let value
+    if (arg === '-h' || arg === '--help') usage()
+    const eq = arg.indexOf('=')
+    if (eq > 0) { value = arg.slice(eq + 1); arg = arg.slice(0, eq) }
+    const name = names[arg]
+    if (name == null) usage(`unknown argument ${arg}`)
+    if (value === undefined) {
+      if (i + 1 >= argv.length) usage(`${arg} needs a value`)
+      value = argv[++i]
+    }
+    opts[name] = value
+  }
+  const n = Number(opts.peers)
+  if (!Number.isInteger(n) || n < 1) usage('--peers must be a positive integer')
+  opts.peers = n
+  opts.protocolPrefix = opts.protocolPrefix.replace(/\/+$/, '')
+  if (opts.latency === '') opts.latency = null
+  return opts
+}
+
+// ---------------------------------------------------------------------------------------
+// latency model: identical to parsec/latency.py
+
+class LatencyModel {
+  constructor ({ regions, rtt_ms: rttMs, weights, jitter = 0, loss = 0, dial_rtts: dialRtts = 2 }) {
+    const n = regions?.length ?? 0
+    if (n === 0 || rttMs?.length !== n || rttMs.some(row => row.length !== n)) {
+      throw new Error(`the RTT matrix must be ${n}x${n} for ${n} regions`)
+    }
+    if (weights == null || weights.length === 0) weights = regions.map(() => 1)
+    weights = weights.map(Number)
+    const total = weights.reduce((a, b) => a + b, 0)
+    if (weights.length !== n || weights.some(w => !(w >= 0)) || !(total > 0)) {
+      throw new Error('weights: one non-negative number per region, not all zero')
+    }
+    if (rttMs.some(row => row.some(v => !(Number(v) >= 0)))) throw new Error('RTTs must be non-negative')
+    jitter = Number(jitter); loss = Number(loss); dialRtts = Number(dialRtts)
+    if (!(loss >= 0 && loss < 1) || !(jitter >= 0) || !(dialRtts >= 0)) {
+      throw new Error('loss must be in [0, 1), jitter and dial_rtts >= 0')
+    }
+    this.regions = regions.map(String)
+    this.rttMs = rttMs.map(row => row.map(Number))
+    this.weights = weights
+    this.jitter = jitter
+    this.loss = loss
+    this.dialRtts = dialRtts
+    // same summation order as Python: running += weight / total
+    let running = 0
+    this.cumulative = weights.map(w => { running += w / total; return running })
+  }
+
+  static load (path) {
+    let doc
+    try {
+      doc = JSON.parse(readFileSync(path, 'utf8'))
+    } catch (err) {
+      throw new Error(`cannot read latency matrix ${path}: ${err.message}`)
+    }
+    return new LatencyModel({
+      regions: doc.regions,
+      rtt_ms: doc.rtt_ms,
+      weights: doc.weights,
+      jitter: doc.jitter ?? 0,
+      loss: doc.loss ?? 0,
+      dial_rtts: doc.dial_rtts ?? 2
+    })
+  }
+
+  /** u = first 8 bytes (big-endian) of sha256(peer id bytes) / 2^64; bisect_right on the cumulative shares */
+  regionIndexOf (peerIdBytes) {
+    const digest = createHash('sha256').update(peerIdBytes).digest()
+    const u = Number(digest.readBigUInt64BE(0)) / 2 ** 64 // Number(BigInt) rounds to nearest, like Python's int / int
+    let lo = 0
+    let hi = this.cumulative.length
+    while (lo < hi) { // bisect.bisect_right
+      const mid = (lo + hi) >> 1
+      if (u < this.cumulative[mid]) hi = mid
+      else lo = mid + 1
+    }
+    return Math.min(lo, this.regions.length - 1)
+  }
+
+  /** one-way delay in ms from region a to b (rtt/2, times the jitter factor when set) */
+  oneWayMs (a, b, rng) {
+    const base = this.rttMs[a][b] / 2
+    if (this.jitter && rng != null) return base * Math.max(0, 1 + this.jitter * rng.gauss())
+    return base
+  }
+
+  dialMs (a, b) { return this.dialRtts * this.rttMs[a][b] }
+
+  dropped (rng) { return this.loss > 0 && rng.random() < this.loss }
+}
+
+/** Seeded (sfc32) or Math.random-based uniform + Gaussian source for jitter and loss. */
+class Rng {
+  constructor (seed) {
+    if (seed == null) { this.random = Math.random; } else {
+      const h = createHash('sha256').update(`js-latency/${seed}`).digest()
+      let a = h.readUInt32LE(0); let b = h.readUInt32LE(4); let c = h.readUInt32LE(8); let d = h.readUInt32LE(12)
+      this.random = () => {
+        a >>>= 0; b >>>= 0; c >>>= 0; d >>>= 0
+        let t = (a + b) | 0
+        a = b ^ (b >>> 9); b = (c + (c << 3)) | 0; c = (c << 21) | (c >>> 11)
+        d = (d + 1) | 0; t = (t + d) | 0; c = (c + t) | 0
+        return (t >>> 0) / 4294967296
+      }
+    }
+    this.spare = null
+  }
+
+  gauss () { // Box-Muller, N(0, 1)
+    if (this.spare != null) { const s = this.spare; this.spare = null; return s }
+    let u = 0
+    while (u === 0) u = this.random()
+    const v = this.random()
+    const r = Math.sqrt(-2 * Math.log(u))
+    this.spare = r * Math.sin(2 * Math.PI * v)
+    return r * Math.cos(2 * Math.PI * v)
+  }
+}
+
+function sleep (ms, signal) {
+  if (!(ms > 0)) return signal?.aborted ? Promise.reject(signal.reason) : Promise.resolve()
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) { reject(signal.reason); return }
+    const onAbort = () => { clearTimeout(timer); reject(signal.reason) }
+    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+function untilAborted (signal) {
+  return new Promise(resolve => {
+    if (signal.aborted) resolve()
+    else signal.addEventListener('abort', () => resolve(), { once: true })
+  })
+}
+
+// ---------------------------------------------------------------------------------------
+// the peers
+
+const opts = parseArgs(process.argv.slice(2))
+const protocol = `${opts.protocolPrefix}/kad/1.0.0`
+const model = opts.latency ? LatencyModel.load(opts.latency) : null
+const rng = new Rng(opts.seed)
+const regionCache = new Map() // base58 peer id → region index
+
+function regionOf (peerId) {
+  const key = peerId.toString()
+  let region = regionCache.get(key)
+  if (region === undefined) {
+    region = model.regionIndexOf(peerId.toMultihash().bytes)
+    if (regionCache.size < 200_000) regionCache.set(key, region)
+  }
+  return region
+}
+
+function regionOfString (text) {
+  const cached = regionCache.get(text)
+  return cached !== undefined ? cached : regionOf(peerIdFromString(text))
+}
+
+const stats = { inbound: {}, outboundDelayedMs: 0, dropped: 0, dialDelays: 0 }
+
+/**
+ * Connection set-up delay: a transport wrapper. Every outbound TCP dial waits
+ * dial_rtts × rtt(self, remote) before the real dial; libp2p's dial queue always appends
+ * /p2p/<id> to the address it hands the transport, so the remote is known. Dials of an
+ * address without /p2p/ are not delayed. Covers every dial a node makes (kad, ping,
+ * identify-triggered reconnects), once per new connection, never reused connections.
+ */
+function latencyTransport (factory) {
+  return (components) => {
+    const transport = factory(components)
+    const self = regionOf(components.peerId)
+    const dial = transport.dial.bind(transport)
+    transport.dial = async (ma, options = {}) => {
+      const remote = ma.getComponents().findLast(c => c.code === P2P_CODE)?.value
+      if (remote != null) {
+        stats.dialDelays++
+        await sleep(model.dialMs(self, regionOfString(remote)), options.signal)
+      }
+      return dial(ma, options)
+    }
+    return transport
+  }
+}
+
+/**
+ * Message delays: the kad-dht's own network layer. Each peer delays every kad message it
+ * writes by one_way(self, remote):
+ * - requests: `network.sendRequest` (FIND_NODE, GET_PROVIDERS, GET_VALUE, PING) and
+ *   `network.sendMessage` (ADD_PROVIDER, PUT_VALUE) wait before the stream is used;
+ * - responses: `rpc.handleMessage` waits before handing the answer to the stream writer.
+ * A dropped request is never sent: the requester waits for its own adaptive RPC timeout
+ * and records a QUERY_ERROR, as with a lost packet; a dropped ADD_PROVIDER looks sent to
+ * the sender (the connection is still opened); a dropped response is never written, so the
+ * remote times out. Not covered: identify and ping messages, yamux/noise frames after
+ * set-up (only the dial waits), bandwidth, slow start, queueing — as in parsec/latency.py.
+ */
+function installLatency (node, dht) {
+  const self = regionOf(node.peerId)
+  const net = dht.network
+  const sendRequest = net.sendRequest.bind(net)
+  const sendMessage = net.sendMessage.bind(net)
+
+  const failed = (to, error, options) => ({ name: 'QUERY_ERROR', type: 3, from: to, error, path: options.path })
+
+  net.sendRequest = async function * (to, msg, options = {}) {
+    if (model.dropped(rng)) {
+      stats.dropped++
+      const signal = net.timeout.getTimeoutSignal(options)
+      try {
+        await net.components.connectionManager.openConnection(to, { ...options, signal })
+        await untilAborted(signal)
+        yield failed(to, new TimeoutError('request lost (emulated loss)'), options)
+      } catch (err) {
+        yield failed(to, err, options)
+      } finally {
+        net.timeout.cleanUp(signal)
+      }
+      return
+    }
+    const ms = model.oneWayMs(self, regionOf(to), rng)
+    try {
+      await sleep(ms, options.signal)
+    } catch (err) {
+      yield failed(to, err, options)
+      return
+    }
+    stats.outboundDelayedMs += ms
+    yield * sendRequest(to, msg, options)
+  }
+
+  net.sendMessage = async function * (to, msg, options = {}) {
+    if (model.dropped(rng)) {
+      stats.dropped++
+      try {
+        await net.components.connectionManager.openConnection(to, options)
+        yield { name: 'PEER_RESPONSE', type: 1, from: to, messageType: msg.type, messageName: msg.type, closer: [], providers: [], path: options.path }
+      } catch (err) {
+        yield failed(to, err, options)
+      }
+      return
+    }
+    const ms = model.oneWayMs(self, regionOf(to), rng)
+    try {
+      await sleep(ms, options.signal)
+    } catch (err) {
+      yield failed(to, err, options)
+      return
+    }
+    stats.outboundDelayedMs += ms
+    yield * sendMessage(to, msg, options)
+  }
+
+  const handle = dht.rpc.handleMessage
+  dht.rpc.handleMessage = async (peerId, msg) => {
+    const response = await handle(peerId, msg)
+    if (response == null) return response
+    if (model.dropped(rng)) { stats.dropped++; return undefined }
+    const ms = model.oneWayMs(self, regionOf(peerId), rng)
+    await sleep(ms)
+    stats.outboundDelayedMs += ms
+    return response
+  }
+}
+
+function countInbound (dht) {
+  const handle = dht.rpc.handleMessage.bind(dht.rpc)
+  dht.rpc.handleMessage = async (peerId, msg) => {
+    stats.inbound[msg.type] = (stats.inbound[msg.type] ?? 0) + 1
+    return handle(peerId, msg)
+  }
+}
+
+async function privateKeyFor (i) {
+  if (opts.seed == null) return generateKeyPair('Ed25519')
+  // "js/<seed>/<i>" so a Go or py testbed started with the same seed gets other identities
+  const seed = createHash('sha256').update(`js/${opts.seed}/${i}`).digest()
+  return generateKeyPairFromSeed('Ed25519', new Uint8Array(seed))
+}
+
+async function createPeer (i) {
+  const transport = model ? latencyTransport(tcp()) : tcp()
+  const node = await createLibp2p({
+    privateKey: await privateKeyFor(i),
+    addresses: { listen: [`/ip4/${opts.host}/tcp/0`] },
+    transports: [transport],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
+    connectionMonitor: { enabled: false },
+    peerStore: { maxAddressAge: AGE_FOREVER_MS, maxPeerAge: AGE_FOREVER_MS },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol,
+        clientMode: false,
+        kBucketSize: K,
+        peerInfoMapper: passthroughMapper,
+        allowQueryWithZeroPeers: true,
+        querySelfInterval: MAX_TIMER_MS,
+        initialQuerySelfInterval: MAX_TIMER_MS
+      })
+    },
+    start: false
+  })
+  const dht = node.services.dht
+  dht.routingTableRefresh.refreshInterval = MAX_TIMER_MS
+  countInbound(dht)
+  if (model) installLatency(node, dht)
+  await node.start()
+  return node
+}
+
+function listenAddrs (node) {
+  return node.getMultiaddrs().map(ma => ma.decapsulateCode(P2P_CODE).toString())
+}
+
+// ---------------------------------------------------------------------------------------
+// fill: standard k-buckets from a known peer set, into the DHT's own routing table
+
+function kadIdOf (peerId) {
+  return createHash('sha256').update(peerId.toMultihash().bytes).digest()
+}
+
+function commonPrefixLength (gap) {
+  for (let i = 0; i < gap.length; i++) {
+    if (gap[i] !== 0) return i * 8 + Math.clz32(gap[i]) - 24
+  }
+  return gap.length * 8
+}
+
+/**
+ * Each node keeps, per common-prefix length with its own kad id, the k candidates closest
+ * to it (parsec.kad.routing.RoutingTable.fill_from), learns their addresses in the peer
+ * store and adds them to kad-dht's own routing table, closest first, marked as just
+ * pinged so the table does not ping them first. js-libp2p's table is a prefix trie that
+ * splits any full bucket down to depth 6 (prefixLength): it holds every peer offered here
+ * except in its deepest bucket, which keeps the k closest (so at large N it holds a bit
+ * fewer than standard buckets would); FIND_NODE answers come from that table, unchanged.
+ */
+async function fillNode (node, everyone) {
+  const dht = node.services.dht
+  const kb = dht.routingTable.kb
+  const selfKad = kb.localPeer?.kadId ?? kadIdOf(node.peerId)
+  const selfId = node.peerId.toString()
+  const ranked = []
+  for (const peer of everyone) {
+    if (peer.text === selfId) continue
+    const gap = Buffer.allocUnsafe(32)
+    for (let b = 0; b < 32; b++) gap[b] = peer.kadId[b] ^ selfKad[b]
+    ranked.push({ peer, gap })
+  }
+  ranked.sort((x, y) => Buffer.compare(x.gap, y.gap))
+  const perCpl = new Map()
+  const chosen = []
+  for (const entry of ranked) {
+    const cpl = commonPrefixLength(entry.gap)
+    const used = perCpl.get(cpl) ?? 0
+    if (used >= K) continue
+    perCpl.set(cpl, used + 1)
+    chosen.push(entry.peer)
+  }
+  for (const peer of chosen) {
+    if (peer.multiaddrs.length > 0) {
+      await node.peerStore.merge(peer.id, { multiaddrs: peer.multiaddrs, protocols: [protocol] })
+    }
+    await kb._add({ peerId: peer.id, kadId: peer.kadId, lastPing: Date.now() })
+  }
+  return dht.routingTable.size
+}
+
+async function fill (nodes, list) {
+  if (!Array.isArray(list)) throw new Error('fill needs "peers": [{"id","addrs"}…]')
+  const seen = new Set()
+  const everyone = []
+  for (const entry of list) {
+    const text = String(entry.id)
+    if (seen.has(text)) continue
+    seen.add(text)
+    const id = peerIdFromString(text)
+    const multiaddrs = (entry.addrs ?? []).map(a => multiaddr(String(a)).decapsulateCode(P2P_CODE))
+    everyone.push({ id, text, kadId: kadIdOf(id), multiaddrs })
+  }
+  const sizes = []
+  for (const node of nodes) {
+    sizes.push(await fillNode(node, everyone))
+  }
+  return { peers: nodes.length, known: everyone.length, mean_rt: mean(sizes), min_rt: Math.min(...sizes), max_rt: Math.max(...sizes) }
+}
+
+function mean (values) {
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : 0
+}
+
+// ---------------------------------------------------------------------------------------
+// operations
+
+function parseKey (hex) {
+  if (typeof hex !== 'string' || !/^([0-9a-fA-F]{2})+$/.test(hex)) throw new Error('key must be a hex multihash')
+  let digest
+  try {
+    digest = Digest.decode(new Uint8Array(Buffer.from(hex, 'hex')))
+  } catch (err) {
+    throw new Error(`key is not a multihash: ${err.message}`)
+  }
+  if (digest.code !== SHA2_256 || digest.size !== 32) throw new Error('key must be a sha2-256 multihash (js-libp2p rejects others)')
+  return CID.createV1(RAW_CODEC, digest)
+}
+
+function nodeAt (nodes, index) {
+  if (!Number.isInteger(index) || index < 0 || index >= nodes.length) {
+    throw new Error(`peer must be an index in [0, ${nodes.length})`)
+  }
+  return nodes[index]
+}
+
+function errorText (err) {
+  return err?.message || err?.name || String(err) || 'error'
+}
+
+async function provide (node, cid) {
+  const start = process.hrtime.bigint()
+  let error = ''
+  try {
+    await node.contentRouting.provide(cid)
+  } catch (err) {
+    error = errorText(err)
+  }
+  return { duration_ns: Number(process.hrtime.bigint() - start), error }
+}
+
+async function findFirstProvider (node, cid, timeoutS) {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new TimeoutError(`no provider within ${timeoutS}s`)), timeoutS * 1000)
+  const start = process.hrtime.bigint()
+  let provider = null
+  let error = ''
+  try {
+    for await (const peer of node.contentRouting.findProviders(cid, { signal: controller.signal })) {
+      provider = peer.id
+      break
+    }
+  } catch (err) {
+    error = controller.signal.aborted ? errorText(controller.signal.reason) : errorText(err)
+  } finally {
+    clearTimeout(timer)
+  }
+  const duration = Number(process.hrtime.bigint() - start)
+  controller.abort() // end the rest of the query
+  if (provider != null && !provider.equals(node.peerId)) await forget(node, provider)
+  return { duration_ns: duration, provider: provider ? provider.toString() : '', error }
+}
+
+/** Hang up on a provider and drop its addresses, unless the routing table needs them (as parsec.net.node.forget). */
+async function forget (node, peerId) {
+  try { await node.hangUp(peerId) } catch {}
+  try {
+    const inTable = await node.services.dht.routingTable.find(peerId)
+    if (inTable == null) await node.peerStore.delete(peerId)
+  } catch {}
+}
+
+function collectStats (nodes, started) {
+  const sizes = nodes.map(n => n.services.dht.routingTable.size)
+  const memory = process.memoryUsage()
+  let connections = 0
+  for (const node of nodes) connections += node.getConnections().length
+  const out = {
+    peers: nodes.length,
+    protocol,
+    mean_rt: mean(sizes),
+    min_rt: sizes.length ? Math.min(...sizes) : 0,
+    max_rt: sizes.length ? Math.max(...sizes) : 0,
+    routing_table_sizes: sizes,
+    connections,
+    inbound_requests: Object.values(stats.inbound).reduce((a, b) => a + b, 0),
+    inbound_by_type: stats.inbound,
+    memory,
+    rss_per_peer_bytes: Math.round(memory.rss / Math.max(nodes.length, 1)),
+    uptime_s: (Date.now() - started) / 1000,
+    latency: model == null
+      ? null
+      : { regions: model.regions, dropped: stats.dropped, dial_delays: stats.dialDelays, delayed_ms_total: Math.round(stats.outboundDelayedMs) }
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------
+// main loop
+
+function send (obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+let stopping = null
+async function stopAll (nodes) {
+  if (stopping) return stopping
+  stopping = (async () => {
+    const timer = new Promise(resolve => setTimeout(resolve, STOP_GRACE_MS).unref())
+    await Promise.race([Promise.allSettled(nodes.map(n => n.stop())), timer])
+  })()
+  return stopping
+}
+
+process.on('unhandledRejection', err => {
+  process.stderr.write(`peers.mjs: unhandled rejection: ${err?.stack ?? err}\n`)
+})
+process.on('uncaughtException', err => {
+  process.stderr.write(`peers.mjs: uncaught exception: ${err?.stack ?? err}\n`)
+})
+
+async function main () {
+  const started = Date.now()
+  const nodes = new Array(opts.peers)
+  let next = 0
+  async function worker () {
+    while (next < opts.peers) {
+      const i = next++
+      nodes[i] = await createPeer(i)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(START_CONCURRENCY, opts.peers) }, worker))
+  send({
+    event: 'listening',
+    peers: nodes.map(node => {
+      const entry = { id: node.peerId.toString(), addrs: listenAddrs(node) }
+      if (model) entry.region = model.regions[regionOf(node.peerId)]
+      return entry
+    })
+  })
+  process.stderr.write(`peers.mjs: ${opts.peers} peers listening on ${protocol} after ${((Date.now() - started) / 1000).toFixed(1)}s\n`)
+
+  const exit = async (code) => {
+    await stopAll(nodes)
+    process.exit(code)
+  }
+  process.on('SIGTERM', () => { exit(0) })
+  process.on('SIGINT', () => { exit(0) })
+
+  const commands = {
+    fill: cmd => fill(nodes, cmd.peers),
+    provide: cmd => provide(nodeAt(nodes, cmd.peer), parseKey(cmd.key)),
+    find_first_provider: cmd => {
+      const node = nodeAt(nodes, cmd.peer)
+      const cid = parseKey(cmd.key)
+      const timeout = cmd.timeout_s == null ? 60 : Number(cmd.timeout_s)
+      if (!(timeout > 0)) throw new Error('timeout_s must be positive')
+      return findFirstProvider(node, cid, timeout)
+    },
+    stats: () => collectStats(nodes, started),
+    stop: async () => { await stopAll(nodes); return {} }
+  }
+
+  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })
+  const pending = new Set()
+  lines.on('line', line => {
+    if (!line.trim()) return
+    let cmd
+    try {
+      cmd = JSON.parse(line)
+      if (cmd == null || typeof cmd !== 'object' || Array.isArray(cmd)) throw new Error('a command is a JSON object')
+    } catch (err) {
+      send({ id: null, ok: false, error: `bad command line: ${errorText(err)}` })
+      return
+    }
+    const id = cmd.id ?? null
+    const handler = commands[cmd.cmd]
+    if (handler == null) {
+      send({ id, ok: false, error: `unknown cmd ${JSON.stringify(cmd.cmd)}` })
+      return
+    }
+    if (stopping && cmd.cmd !== 'stop') {
+      send({ id, ok: false, error: 'stopping' })
+      return
+    }
+    const job = (async () => {
+      try {
+        const result = await handler(cmd)
+        send({ id, ok: true, ...result })
+      } catch (err) {
+        send({ id, ok: false, error: errorText(err) })
+      }
+      if (cmd.cmd === 'stop') process.exit(0)
+    })()
+    pending.add(job)
+    job.finally(() => pending.delete(job))
+  })
+  lines.on('close', () => { exit(0) })
+}
+
+main().catch(err => {
+  process.stderr.write(`peers.mjs: ${err?.stack ?? err}\n`)
+  process.exit(1)
+})
