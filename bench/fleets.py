@@ -45,6 +45,7 @@ class FleetHosts:
         self.protocol_id = protocol_id
         self.loop = TrioThread("bench-fleets").start()
         self.strategies: dict = {}
+        self.ids: dict[str, bytes] = {}
         self.loop.start_service(self._serve)
 
     async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -57,6 +58,7 @@ class FleetHosts:
                 host, listen = pylibp2p.create_host(pylibp2p.keypair())
                 self.strategies[fleet] = make_strategy(fleet, host, background, protocol_id=self.protocol_id,
                                                        rpc_timeout=10)
+                self.ids[fleet] = host.get_id().to_bytes()
                 await stack.enter_async_context(host.run([listen]))
             task_status.started()
             await trio.sleep_forever()
@@ -71,8 +73,7 @@ class FleetHosts:
         return self.loop.run(run)
 
     def peer_id(self, fleet: str) -> bytes:
-        strategy = self.strategies[fleet]
-        return strategy.node.me.peer_id if hasattr(strategy, "node") else strategy.host.get_id().to_bytes()
+        return self.ids[fleet]
 
     def stop(self) -> None:
         self.loop.stop()
@@ -133,7 +134,7 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
                 provider = hosts.peer_id(fleet)
                 truth = {p.peer_id.hex() for p in closest_peers([p for p in everyone if p.peer_id != provider],
                                                                   key_of(key), 20)}
-                targets = getattr(trace, "targets", None) or getattr(trace, "holders", None) or []
+                targets = getattr(trace, "targets", None)  # our engine's traces name them
                 if targets:
                     row["on_true_closest"].append(len(truth & set(targets)))
                 for other in fleets:

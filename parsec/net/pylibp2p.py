@@ -11,6 +11,10 @@ names, so they live here, are applied once per process, and the package pins
 3. Addresses added by ``host.connect`` expire after 120 s; we add addresses ourselves with
    ttl 0 (never expires) and open streams with ``host.new_stream`` only.
 4. The ``libp2p`` logger is noisy at INFO/WARNING for normal stream ends.
+5. The default resource manager caps a host at 256 outbound connections and the swarm
+   prunes above 300: a full-routing-table crawl of 1,000 peers stopped at 256, and lookups
+   failed to dial once a host had met 256 peers. Limits are raised to go-libp2p's
+   connection-manager shape: prune above 900 down to 600, hard cap far above.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.network import swarm as _swarm
 from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.config import ConnectionConfig
+from libp2p.rcmgr import new_resource_manager
+from libp2p.rcmgr.connection_limits import ConnectionLimits
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStore
 
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
 
 PERMANENT_TTL = 0  # py-libp2p: ttl 0 never expires
 PEERSTORE_MAX_PEERS = 100_000
+CONNECTIONS_LOW, CONNECTIONS_HIGH, CONNECTIONS_MAX = 600, 900, 8192  # go connmgr: low 600, high 900
 
 _applied = False
 
@@ -65,11 +73,17 @@ def create_host(key: KeyPair, listen_host: str = "127.0.0.1", port: int = 0) -> 
     """A TCP + Noise + Yamux host (QUIC ran with stream errors: design.md pitfall 11)."""
     apply_workarounds()
     listen = multiaddr.Multiaddr(f"/ip4/{listen_host}/tcp/{port}")
+    limits = ConnectionLimits(max_pending_inbound=512, max_pending_outbound=512,
+                              max_established_inbound=CONNECTIONS_MAX, max_established_outbound=CONNECTIONS_MAX,
+                              max_established_per_peer=8, max_established_total=2 * CONNECTIONS_MAX)
     host = new_host(
         key_pair=key,
         listen_addrs=[listen],
         muxer_preference="YAMUX",
         peerstore_opt=PeerStore(max_peers=PEERSTORE_MAX_PEERS),
+        resource_manager=new_resource_manager(connection_limits=limits, enable_metrics=False),
+        connection_config=ConnectionConfig(max_connections=CONNECTIONS_MAX, low_watermark=CONNECTIONS_LOW,
+                                           high_watermark=CONNECTIONS_HIGH),
     )
     return host, listen
 

@@ -5,14 +5,16 @@ package main
 //
 //   - region of a peer = f(peer id bytes): u = first 8 bytes of sha256(id) big-endian / 2^64,
 //     the first region whose cumulative weight share exceeds u (Python's bisect_right).
-//   - every kad message a peer writes waits rtt[a][b]/2 times max(0, 1 + jitter*N(0,1)) and
-//     is dropped with probability loss;
+//   - every kad message a peer writes reaches the wire rtt[a][b]/2 times
+//     max(0, 1 + jitter*N(0,1)) later, or never, with probability loss;
 //   - the dialer waits dial_rtts * rtt[a][b] before dialling.
 //
 // Applied by wrapping the host handed to the DHT: streams the DHT opens (NewStream) and
-// streams handed to its handlers (SetStreamHandler) delay their writes; Connect and
-// NewStream to a peer we are not connected to wait the dial delay first. Identify and the
-// other libp2p-internal protocols run on the inner host and are not delayed.
+// streams handed to its handlers (SetStreamHandler) delay what they write (see
+// slowStream: the writer does not block, delivery is in order); Connect and NewStream to a
+// peer we are not connected to wait the dial delay first. Identify and the other
+// libp2p-internal protocols run on the inner host and are not delayed. A lost message
+// costs the requester go-libp2p-kad-dht's own read timeout (10 s) for that peer.
 
 import (
 	"context"
@@ -220,24 +222,42 @@ func (h *latencyHost) SetStreamHandlerMatch(pid protocol.ID, match func(protocol
 }
 
 func (h *latencyHost) wrap(s network.Stream) network.Stream {
-	return &slowStream{Stream: s, host: h, remote: h.model.RegionIndexOf(s.Conn().RemotePeer())}
+	ss := &slowStream{Stream: s, host: h, remote: h.model.RegionIndexOf(s.Conn().RemotePeer())}
+	ss.idle = sync.NewCond(&ss.mu)
+	return ss
 }
 
-// continuationWindow: a write that follows the previous write on the same stream this
+// continuationWindow: a write that follows the previous one on the same stream this
 // closely, with no read in between, is the rest of the same message (the DHT writes a
-// message through a 4 KiB bufio.Writer, so a large message arrives in several writes) and
-// is not delayed (or dropped) a second time.
+// message through a 4 KiB bufio.Writer, so a large one arrives in several writes): it
+// shares the loss draw of the message it continues.
 const continuationWindow = 2 * time.Millisecond
 
+// slowStream delivers what is written after the one-way delay, like a link would: Write
+// queues a copy and returns at once (a sender does not wait for delivery; a request and
+// its response still cost one RTT, a one-way message such as ADD_PROVIDER costs its
+// sender nothing), and one goroutine per busy stream writes the queue in order, each
+// chunk at its due time. Close and CloseWrite wait for the queue; Reset drops it. A write
+// error surfaces on the next Write/Close.
 type slowStream struct {
 	network.Stream
 	host   *latencyHost
 	remote int
 
 	mu        sync.Mutex
+	idle      *sync.Cond // signalled when the delivery goroutine stops
+	queue     []delayed
+	sending   bool
+	lastDue   time.Time
+	err       error
 	readSince bool
 	lastWrite time.Time
 	dropping  bool
+}
+
+type delayed struct {
+	data []byte
+	due  time.Time
 }
 
 func (s *slowStream) Read(b []byte) (int, error) {
@@ -252,28 +272,94 @@ func (s *slowStream) Read(b []byte) (int, error) {
 
 func (s *slowStream) Write(b []byte) (int, error) {
 	s.mu.Lock()
-	continuation := !s.readSince && !s.lastWrite.IsZero() && time.Since(s.lastWrite) < continuationWindow
-	dropping := s.dropping
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, s.err
+	}
+	now := time.Now()
+	continuation := !s.readSince && !s.lastWrite.IsZero() && now.Sub(s.lastWrite) < continuationWindow
 	if !continuation {
-		dropping = s.host.model.Dropped()
-		if !dropping {
-			if d := s.host.model.OneWay(s.host.region, s.remote); d > 0 {
-				time.Sleep(d)
-			}
+		s.dropping = s.host.model.Dropped()
+	}
+	s.readSince, s.lastWrite = false, now
+	if s.dropping {
+		return len(b), nil // lost on the way; the writer does not know
+	}
+	due := now.Add(s.host.model.OneWay(s.host.region, s.remote))
+	if due.Before(s.lastDue) {
+		due = s.lastDue // in order, even with jitter
+	}
+	s.lastDue = due
+	s.queue = append(s.queue, delayed{data: append([]byte(nil), b...), due: due})
+	if !s.sending {
+		s.sending = true
+		go s.deliver()
+	}
+	return len(b), nil
+}
+
+func (s *slowStream) deliver() {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 || s.err != nil {
+			s.queue, s.sending = nil, false
+			s.idle.Broadcast()
+			s.mu.Unlock()
+			return
 		}
+		next := s.queue[0]
+		s.mu.Unlock()
+		if wait := time.Until(next.due); wait > 0 {
+			time.Sleep(wait)
+		}
+		_, err := s.Stream.Write(next.data)
+		s.mu.Lock()
+		if len(s.queue) > 0 {
+			s.queue = s.queue[1:]
+		}
+		if err != nil && s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
 	}
-	var n int
-	var err error
-	if dropping {
-		n = len(b) // the message is lost on the way; the writer does not know
-	} else {
-		n, err = s.Stream.Write(b)
-	}
+}
+
+// flush waits until everything written so far was delivered (or failed).
+func (s *slowStream) flush() error {
 	s.mu.Lock()
-	s.readSince = false
-	s.lastWrite = time.Now()
-	s.dropping = dropping
+	defer s.mu.Unlock()
+	for s.sending {
+		s.idle.Wait()
+	}
+	return s.err
+}
+
+func (s *slowStream) Close() error {
+	s.flush()
+	return s.Stream.Close()
+}
+
+func (s *slowStream) CloseWrite() error {
+	s.flush()
+	return s.Stream.CloseWrite()
+}
+
+func (s *slowStream) Reset() error {
+	s.mu.Lock()
+	s.queue = nil
+	if s.err == nil {
+		s.err = network.ErrReset
+	}
 	s.mu.Unlock()
-	return n, err
+	return s.Stream.Reset()
+}
+
+func (s *slowStream) ResetWithError(code network.StreamErrorCode) error {
+	s.mu.Lock()
+	s.queue = nil
+	if s.err == nil {
+		s.err = network.ErrReset
+	}
+	s.mu.Unlock()
+	return s.Stream.ResetWithError(code)
 }

@@ -33,6 +33,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -64,6 +65,9 @@ type command struct {
 	Key      string          `json:"key"`
 	TimeoutS float64         `json:"timeout_s"`
 	Peers    []PeerJSON      `json:"peers"`
+	GC       bool            `json:"gc"`
+	Kind     string          `json:"kind"`
+	Path     string          `json:"path"`
 }
 
 func decodeHex(s string) ([]byte, error) {
@@ -217,7 +221,9 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 	}
 	switch cmd.Cmd {
 	case "fill":
-		reply(peers.Fill(cmd.Peers))
+		res, err := peers.Fill(cmd.Peers)
+		debug.FreeOSMemory() // filling leaves much garbage behind: give it back now
+		reply(res, err)
 	case "provide":
 		i, err := peerIndex()
 		if err != nil {
@@ -245,6 +251,9 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 		}
 		reply(peers.FindFirstProvider(ctx, i, key, timeout(60)))
 	case "stats":
+		if cmd.GC {
+			debug.FreeOSMemory() // a full collection, memory returned to the OS
+		}
 		var mem runtime.MemStats
 		runtime.ReadMemStats(&mem)
 		sizes := peers.RoutingTableSizes()
@@ -263,13 +272,56 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 			"heap_alloc":     mem.HeapAlloc,
 			"stack_inuse":    mem.StackInuse,
 			"sys_per_peer":   float64(mem.Sys) / float64(max(len(sizes), 1)),
+			"rss":            rss(),
+			"rss_per_peer":   float64(rss()) / float64(max(len(sizes), 1)),
 			"heap_per_peer":  float64(mem.HeapInuse) / float64(max(len(sizes), 1)),
 			"num_gc":         mem.NumGC,
 			"implementation": versions(),
 		}, nil)
 	case "ping":
 		reply(map[string]any{}, nil)
+	case "debug_profile":
+		// Diagnostics: {"cmd":"debug_profile","kind":"heap"|"cpu","path":FILE,"timeout_s":S}
+		reply(profile(cmd), nil)
 	default:
 		reply(nil, fmt.Errorf("unknown command %q", cmd.Cmd))
 	}
+}
+
+func profile(cmd command) map[string]any {
+	f, err := os.Create(cmd.Path)
+	if err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	defer f.Close()
+	switch cmd.Kind {
+	case "cpu":
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return map[string]any{"error": err.Error()}
+		}
+		time.Sleep(time.Duration(cmd.TimeoutS * float64(time.Second)))
+		pprof.StopCPUProfile()
+	default:
+		runtime.GC()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return map[string]any{"error": err.Error()}
+		}
+	}
+	return map[string]any{"error": "", "path": cmd.Path}
+}
+
+// rss is the resident set size in bytes (Linux /proc; 0 elsewhere).
+func rss() uint64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb uint64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }

@@ -88,6 +88,7 @@ func newPeer(opts Options, i int) (*Peer, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.NonPublicAddrPublishing(true), // loopback addresses are all we have
 		libp2p.DisableRelay(),
+		libp2p.ForceReachabilityPublic(), // no AutoNAT probing between testbed peers
 		libp2p.DisableMetrics(),
 		libp2p.Ping(false),
 		libp2p.UserAgent("parsec-go-peers"),
@@ -275,13 +276,18 @@ func (ps *Peers) fillOne(p *Peer, cands []candidate, order []candidate) int {
 	}
 	sort.Slice(order, func(a, b int) bool { return bytes.Compare(dist[order[a].id], dist[order[b].id]) < 0 })
 	rt := p.DHT.RoutingTable()
+	in := make(map[peer.ID]bool, len(order))
+	for _, id := range rt.ListPeers() {
+		in[id] = true
+	}
 	for pass := 0; pass < 8; pass++ {
 		added := 0
 		for _, c := range order {
-			if rt.Find(c.id) != "" {
+			if in[c.id] {
 				continue
 			}
 			if ok, _ := rt.TryAddPeer(c.id, true, false); ok {
+				in[c.id] = true
 				added++
 			}
 		}
@@ -289,10 +295,14 @@ func (ps *Peers) fillOne(p *Peer, cands []candidate, order []candidate) int {
 			break
 		}
 	}
-	pstore := p.Host.Peerstore()
+	byID := make(map[peer.ID][]ma.Multiaddr, len(order))
 	for _, c := range order {
-		if rt.Find(c.id) != "" && len(c.addrs) > 0 {
-			pstore.AddAddrs(c.id, c.addrs, peerstore.PermanentAddrTTL)
+		byID[c.id] = c.addrs
+	}
+	pstore := p.Host.Peerstore()
+	for _, id := range rt.ListPeers() {
+		if addrs := byID[id]; len(addrs) > 0 {
+			pstore.AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
 		}
 	}
 	return rt.Size()

@@ -13,10 +13,12 @@
 // (with --latency, each entry also carries "region"). Then one JSON command per stdin line,
 // each with an "id" echoed in its reply, handled concurrently:
 //
-//   fill                {"cmd":"fill","peers":[{"id","addrs"}…]}  → {"peers","mean_rt",…}
-//   provide             {"cmd":"provide","peer":i,"key":"<hex multihash>"} → {"duration_ns","error"}
+//   fill                {"cmd":"fill","peers":[{"id","addrs"}…]}
+//                                      → {"peers","known","mean_rt","min_rt","max_rt","mean_standard_buckets"}
+//   provide             {"cmd":"provide","peer":i,"key":"<hex multihash>","timeout_s":180}
+//                                                    → {"duration_ns","error","add_provider_sent","rpcs"}
 //   find_first_provider {"cmd":"find_first_provider","peer":i,"key":…,"timeout_s":60}
-//                                                    → {"duration_ns","provider","error"}
+//                                                    → {"duration_ns","provider","error","rpcs"}
 //   stats               {"cmd":"stats"}                → peers, routing tables, memory
 //   stop                {"cmd":"stop"}                 → stops every node, exits 0 (EOF too)
 //
@@ -63,6 +65,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1 // longer setTimeout delays overflow to 1 ms
 const AGE_FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
 const START_CONCURRENCY = 8
 const STOP_GRACE_MS = 15_000
+const KAD_PEER_TAG = 'kad-peer' // @libp2p/kad-dht KAD_PEER_TAG_NAME
+const FILLED = Symbol('parsec-fill')
+const TRACE = process.env.PARSEC_JS_TRACE === '1'
 
 // ---------------------------------------------------------------------------------------
 // command line
@@ -286,7 +291,13 @@ function installLatency (node, dht) {
   const sendRequest = net.sendRequest.bind(net)
   const sendMessage = net.sendMessage.bind(net)
 
-  const failed = (to, error, options) => ({ name: 'QUERY_ERROR', type: 3, from: to, error, path: options.path })
+  // events the DHT's own network would have produced, reported to onProgress as it does
+  const emit = (options, kind, event) => {
+    options.onProgress?.(new CustomEvent(`kad-dht:query:${kind}`, { detail: event }))
+    return event
+  }
+  const failed = (to, error, options) =>
+    emit(options, 'query-error', { name: 'QUERY_ERROR', type: 3, from: to, error, path: options.path })
 
   net.sendRequest = async function * (to, msg, options = {}) {
     if (model.dropped(rng)) {
@@ -294,6 +305,7 @@ function installLatency (node, dht) {
       const signal = net.timeout.getTimeoutSignal(options)
       try {
         await net.components.connectionManager.openConnection(to, { ...options, signal })
+        emit(options, 'send-query', { name: 'SEND_QUERY', type: 0, to, messageType: msg.type, messageName: msg.type, path: options.path })
         await untilAborted(signal)
         yield failed(to, new TimeoutError('request lost (emulated loss)'), options)
       } catch (err) {
@@ -319,7 +331,8 @@ function installLatency (node, dht) {
       stats.dropped++
       try {
         await net.components.connectionManager.openConnection(to, options)
-        yield { name: 'PEER_RESPONSE', type: 1, from: to, messageType: msg.type, messageName: msg.type, closer: [], providers: [], path: options.path }
+        emit(options, 'send-query', { name: 'SEND_QUERY', type: 0, to, messageType: msg.type, messageName: msg.type, path: options.path })
+        yield emit(options, 'peer-response', { name: 'PEER_RESPONSE', type: 1, from: to, messageType: msg.type, messageName: msg.type, closer: [], providers: [], path: options.path })
       } catch (err) {
         yield failed(to, err, options)
       }
@@ -391,6 +404,14 @@ async function createPeer (i) {
   })
   const dht = node.services.dht
   dht.routingTableRefresh.refreshInterval = MAX_TIMER_MS
+  // a peer added by fill already carries the kad-peer tag (written with its addresses):
+  // skip the routing table's second peer-store write, keep its peer:add event
+  const kb = dht.routingTable.kb
+  const onAdd = kb.onAdd
+  kb.onAdd = async (peer, bucket, options) => {
+    if (options?.[FILLED] === true) dht.routingTable.safeDispatchEvent('peer:add', { detail: peer.peerId })
+    else await onAdd(peer, bucket, options)
+  }
   countInbound(dht)
   if (model) installLatency(node, dht)
   await node.start()
@@ -421,8 +442,10 @@ function commonPrefixLength (gap) {
  * store and adds them to kad-dht's own routing table, closest first, marked as just
  * pinged so the table does not ping them first. js-libp2p's table is a prefix trie that
  * splits any full bucket down to depth 6 (prefixLength): it holds every peer offered here
- * except in its deepest bucket, which keeps the k closest (so at large N it holds a bit
- * fewer than standard buckets would); FIND_NODE answers come from that table, unchanged.
+ * except that its deepest bucket (CPL >= 6 with self, ~N/64 peers) keeps only the k
+ * closest, which starts to bite beyond ~1,300 peers (fill reports mean_rt, what js kept,
+ * beside mean_standard_buckets, what was offered). FIND_NODE answers come from that
+ * table, unchanged; peers learned later at run time join it the stock js way (ping first).
  */
 async function fillNode (node, everyone) {
   const dht = node.services.dht
@@ -447,12 +470,15 @@ async function fillNode (node, everyone) {
     chosen.push(entry.peer)
   }
   for (const peer of chosen) {
-    if (peer.multiaddrs.length > 0) {
-      await node.peerStore.merge(peer.id, { multiaddrs: peer.multiaddrs, protocols: [protocol] })
-    }
-    await kb._add({ peerId: peer.id, kadId: peer.kadId, lastPing: Date.now() })
+    // one peer-store write: addresses + the tag the table's onAdd would merge separately
+    await node.peerStore.merge(peer.id, {
+      multiaddrs: peer.multiaddrs,
+      protocols: [protocol],
+      tags: { [KAD_PEER_TAG]: { value: 1 } }
+    })
+    await kb._add({ peerId: peer.id, kadId: peer.kadId, lastPing: Date.now() }, { [FILLED]: true })
   }
-  return dht.routingTable.size
+  return { size: dht.routingTable.size, offered: chosen.length }
 }
 
 async function fill (nodes, list) {
@@ -468,10 +494,28 @@ async function fill (nodes, list) {
     everyone.push({ id, text, kadId: kadIdOf(id), multiaddrs })
   }
   const sizes = []
-  for (const node of nodes) {
-    sizes.push(await fillNode(node, everyone))
+  const offered = []
+  // the peer store throws (and catches) a NotFoundError for every peer it has not seen yet;
+  // capturing those stack traces is a large share of fill's CPU
+  const stackTraceLimit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    for (const node of nodes) {
+      const { size, offered: count } = await fillNode(node, everyone)
+      sizes.push(size)
+      offered.push(count)
+    }
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
   }
-  return { peers: nodes.length, known: everyone.length, mean_rt: mean(sizes), min_rt: Math.min(...sizes), max_rt: Math.max(...sizes) }
+  return {
+    peers: nodes.length,
+    known: everyone.length,
+    mean_rt: mean(sizes),
+    min_rt: Math.min(...sizes),
+    max_rt: Math.max(...sizes),
+    mean_standard_buckets: mean(offered) // what standard k-buckets would hold; mean_rt is what js kept
+  }
 }
 
 function mean (values) {
@@ -500,29 +544,67 @@ function nodeAt (nodes, index) {
   return nodes[index]
 }
 
+function timeoutOf (cmd, fallback) {
+  const timeout = cmd.timeout_s == null ? fallback : Number(cmd.timeout_s)
+  if (!(timeout > 0 && timeout <= 86_400)) throw new Error('timeout_s must be in (0, 86400]')
+  return timeout
+}
+
 function errorText (err) {
   return err?.message || err?.name || String(err) || 'error'
 }
 
-async function provide (node, cid) {
+/**
+ * Counts the kad-dht's own query events of one operation (passed as its onProgress):
+ * sent = messages written (ADD_PROVIDER included), answered = responses to requests,
+ * failed = dial/stream/timeout errors; for a provide, the ADD_PROVIDER messages written
+ * (the sender's view: js never learns whether the record was stored).
+ * PARSEC_JS_TRACE=1 also logs each event with its time offset to stderr.
+ */
+function rpcCounter (label) {
+  const counts = { sent: 0, answered: 0, failed: 0, stored: 0 }
+  const t0 = Date.now()
+  const onProgress = (evt) => {
+    if (!evt.type?.startsWith('kad-dht:')) return
+    const e = evt.detail
+    if (e == null) return
+    if (e.name === 'SEND_QUERY') counts.sent++
+    else if (e.name === 'QUERY_ERROR') counts.failed++
+    else if (e.name === 'PEER_RESPONSE') {
+      if (e.messageName === 'ADD_PROVIDER') counts.stored++
+      else counts.answered++
+    }
+    if (TRACE) process.stderr.write(`trace ${label} +${Date.now() - t0}ms ${e.name} ${e.messageName ?? ''} ${(e.to ?? e.from ?? e.peer)?.toString().slice(-6) ?? ''} ${e.error?.message ?? ''}\n`)
+  }
+  return { counts, onProgress }
+}
+
+async function provide (node, cid, timeoutS) {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new TimeoutError(`provide not done within ${timeoutS}s`)), timeoutS * 1000)
+  const rpcs = rpcCounter('provide')
   const start = process.hrtime.bigint()
   let error = ''
   try {
-    await node.contentRouting.provide(cid)
+    await node.contentRouting.provide(cid, { signal: controller.signal, onProgress: rpcs.onProgress })
   } catch (err) {
-    error = errorText(err)
+    error = controller.signal.aborted ? errorText(controller.signal.reason) : errorText(err)
+  } finally {
+    clearTimeout(timer)
   }
-  return { duration_ns: Number(process.hrtime.bigint() - start), error }
+  const { stored, ...counts } = rpcs.counts
+  return { duration_ns: Number(process.hrtime.bigint() - start), error, add_provider_sent: stored, rpcs: counts }
 }
 
 async function findFirstProvider (node, cid, timeoutS) {
   const controller = new AbortController()
   const timer = setTimeout(() => controller.abort(new TimeoutError(`no provider within ${timeoutS}s`)), timeoutS * 1000)
+  const rpcs = rpcCounter('find')
   const start = process.hrtime.bigint()
   let provider = null
   let error = ''
   try {
-    for await (const peer of node.contentRouting.findProviders(cid, { signal: controller.signal })) {
+    for await (const peer of node.contentRouting.findProviders(cid, { signal: controller.signal, onProgress: rpcs.onProgress })) {
       provider = peer.id
       break
     }
@@ -532,9 +614,10 @@ async function findFirstProvider (node, cid, timeoutS) {
     clearTimeout(timer)
   }
   const duration = Number(process.hrtime.bigint() - start)
+  const { stored, ...counts } = rpcs.counts
   controller.abort() // end the rest of the query
   if (provider != null && !provider.equals(node.peerId)) await forget(node, provider)
-  return { duration_ns: duration, provider: provider ? provider.toString() : '', error }
+  return { duration_ns: duration, provider: provider ? provider.toString() : '', error, rpcs: counts }
 }
 
 /** Hang up on a provider and drop its addresses, unless the routing table needs them (as parsec.net.node.forget). */
@@ -625,14 +708,8 @@ async function main () {
 
   const commands = {
     fill: cmd => fill(nodes, cmd.peers),
-    provide: cmd => provide(nodeAt(nodes, cmd.peer), parseKey(cmd.key)),
-    find_first_provider: cmd => {
-      const node = nodeAt(nodes, cmd.peer)
-      const cid = parseKey(cmd.key)
-      const timeout = cmd.timeout_s == null ? 60 : Number(cmd.timeout_s)
-      if (!(timeout > 0)) throw new Error('timeout_s must be positive')
-      return findFirstProvider(node, cid, timeout)
-    },
+    provide: cmd => provide(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 180)),
+    find_first_provider: cmd => findFirstProvider(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 60)),
     stats: () => collectStats(nodes, started),
     stop: async () => { await stopAll(nodes); return {} }
   }

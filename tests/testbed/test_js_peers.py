@@ -1,0 +1,219 @@
+"""js-libp2p testbed peers (testbed/js/peers.mjs) interoperating with py-libp2p: real processes.
+
+30 js-libp2p kad-dht peers in one Node process and a 30-peer py ``PeerShard`` share a
+non-default protocol prefix; every routing table is filled from the union. A py host
+running our ``default`` strategy joins through a few of them, then:
+(a) a record provided by a js peer (js's own provide) is found by our strategy;
+(b) a record provided by our strategy is found by a js peer's own find-providers;
+(c) stats report routing tables and memory.
+Small extra js processes check the latency emulation: regions as ``parsec.latency``
+computes them, cross-region lookups paying dial + round trip, same-region ones not, and a
+slow lookup not blocking other commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import trio
+from libp2p.peer.id import ID
+
+from parsec.cids import cid_v0_for
+from parsec.latency import LatencyModel
+from parsec.loops import TrioThread
+from parsec.net import pylibp2p
+from parsec.net.strategies import make_strategy
+from parsec.testbed.external import ExternalPeers, ExternalPeersError
+from parsec.testbed.shard import PeerShard, ShardSpec
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+JS_DIR = ROOT / "testbed" / "js"
+PREFIX = "/parsec-js-test"
+PROTOCOL = f"{PREFIX}/kad/1.0.0"
+N_JS = N_PY = 30
+
+
+def js_command() -> list[str]:
+    """``peers.mjs`` under Node with the Node 20 polyfill (absolute paths: any working directory)."""
+    return ["node", "--import", str(JS_DIR / "polyfill.mjs"), str(JS_DIR / "peers.mjs")]
+
+
+def b58(peer_id: bytes) -> str:
+    return ID(peer_id).to_base58()
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def js_built() -> Path:
+    if shutil.which("node") is None:
+        pytest.skip("node (Node.js >= 20) is not installed")
+    subprocess.run(["bash", str(ROOT / "scripts" / "build-js.sh")], check=True, timeout=600)
+    return JS_DIR
+
+
+@pytest.fixture(scope="module")
+def network(js_built):
+    js = ExternalPeers(js_command(), peers=N_JS, protocol_prefix=PREFIX, seed=11, name="js")
+    shard = PeerShard(ShardSpec(0, N_PY, protocol_id=PROTOCOL, seed=11))
+    loop = TrioThread("test-js-peers")
+    try:
+        js_peers = js.start()
+        py_peers = shard.start()
+        union = js_peers + py_peers
+        filled = js.fill(union, timeout=60)
+        shard.fill(union)
+
+        loop.start()
+        holder = {}
+
+        async def serve(task_status=trio.TASK_STATUS_IGNORED):
+            async with contextlib.AsyncExitStack() as stack:
+                background = await stack.enter_async_context(trio.open_nursery())
+                host, listen = pylibp2p.create_host(pylibp2p.keypair())
+                holder["strategy"] = make_strategy("default", host, background, protocol_id=PROTOCOL,
+                                                   rpc_timeout=5)
+                await stack.enter_async_context(host.run([listen]))
+                task_status.started()
+                await trio.sleep_forever()
+
+        loop.start_service(serve)
+        strategy = holder["strategy"]
+        bootstrap = js_peers[::10] + py_peers[::10]  # 3 js + 3 py
+        assert loop.run(strategy.join, bootstrap) > 20
+        yield {"js": js, "loop": loop, "strategy": strategy, "filled": filled, "js_peers": js_peers}
+    finally:
+        loop.stop()
+        shard.stop()
+        js.stop()
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+def test_listening_and_fill(network):
+    js, filled = network["js"], network["filled"]
+    assert len(js.peers) == N_JS
+    for entry in js.info["peers"]:
+        assert entry["id"].startswith("12D3KooW")  # Ed25519
+        assert entry["addrs"] and all(a.startswith("/ip4/127.0.0.1/tcp/") for a in entry["addrs"])
+    assert filled["peers"] == N_JS and filled["known"] == N_JS + N_PY
+    assert 20 <= filled["mean_rt"] <= N_JS + N_PY - 1
+
+
+def test_js_provide_is_found_by_our_strategy(network):
+    js, loop, strategy = network["js"], network["loop"], network["strategy"]
+    _, key = cid_v0_for(os.urandom(256))
+    reply = js.provide(3, key, timeout=30)
+    assert reply["error"] == "", reply
+    assert reply["duration_ns"] > 0 and reply["add_provider_sent"] >= 10, reply
+    found, trace = loop.run(strategy.find_first_provider, key)
+    assert found == network["js_peers"][3].peer_id, trace.as_dict()
+
+
+def test_our_provide_is_found_by_a_js_peer(network):
+    js, loop, strategy = network["js"], network["loop"], network["strategy"]
+    _, key = cid_v0_for(os.urandom(256))
+    trace = loop.run(strategy.provide, key)
+    assert len(trace.holders) >= 10, trace.as_dict()
+    reply = js.find_first_provider(17, key, timeout=30)
+    assert reply["error"] == "", reply
+    assert reply["provider"] == b58(strategy.node.me.peer_id)
+    assert 0 < reply["duration_ns"] < 30e9
+    assert reply["rpcs"]["sent"] >= 1 or reply["duration_ns"] < 1e8  # asked the network, or held it
+
+
+def test_unknown_key_and_bad_commands(network):
+    js = network["js"]
+    _, key = cid_v0_for(b"never provided " + os.urandom(8))
+    reply = js.find_first_provider(0, key, timeout=20)
+    assert reply["provider"] == "", reply
+    identity = bytes.fromhex("0004deadbeef")  # identity multihash: js-libp2p accepts only sha2-256 keys
+    with pytest.raises(ExternalPeersError, match="sha2-256"):
+        js.provide(0, identity)
+    with pytest.raises(ExternalPeersError, match="index"):
+        js.provide(N_JS, key)
+    with pytest.raises(ExternalPeersError, match="unknown cmd"):
+        js.request({"cmd": "no_such_command"})
+
+
+def test_stats_report_memory(network):
+    stats = network["js"].stats()
+    assert stats["peers"] == N_JS and stats["protocol"] == PROTOCOL
+    assert stats["memory"]["rss"] > 10 * 2**20 and stats["memory"]["heapUsed"] > 0
+    assert stats["rss_per_peer_bytes"] > 0
+    assert len(stats["routing_table_sizes"]) == N_JS and stats["mean_rt"] >= 20
+    assert stats["inbound_requests"] > 0  # our strategy's lookups reached js peers
+    assert stats["latency"] is None
+
+
+def test_latency_regions_and_delays_follow_the_python_model(js_built, tmp_path):
+    model = LatencyModel.load()
+    matrix = tmp_path / "rtt.json"
+    matrix.write_text(model.as_json())
+    with ExternalPeers(js_command(), peers=8, seed=5, latency_file=matrix, name="js-latency") as js:
+        entries = js.info["peers"]
+        for entry in entries:
+            assert entry["region"] == model.region_of(ID.from_base58(entry["id"]).to_bytes())
+        js.fill(js.peers)
+        home = model.index(entries[0]["region"])
+        # peer 0 must dial some other peer and get at least one answer: one dial + one RTT
+        floor = min(model.dial_delay(home, model.index(e["region"])) + model.rtt(home, model.index(e["region"]))
+                    for e in entries[1:])
+        _, key = cid_v0_for(os.urandom(64))
+        t0 = time.monotonic()
+        reply = js.provide(0, key, timeout=30)
+        assert reply["error"] == "", reply
+        assert reply["duration_ns"] / 1e9 >= floor
+        assert time.monotonic() - t0 < 30
+        stats = js.stats()
+        assert stats["latency"]["dial_delays"] > 0 and stats["latency"]["delayed_ms_total"] > 0
+
+
+def _two_region_matrix(path: Path, weights: list[float]) -> Path:
+    path.write_text(json.dumps({"regions": ["near", "far"], "rtt_ms": [[0, 600], [600, 0]],
+                                "weights": weights, "jitter": 0, "loss": 0, "dial_rtts": 2}))
+    return path
+
+
+def test_cross_region_lookups_pay_dial_and_round_trip_and_do_not_block(js_built, tmp_path):
+    rtt, dial = 0.600, 1.200
+    matrix = _two_region_matrix(tmp_path / "mixed.json", [1, 1])
+    with ExternalPeers(js_command(), peers=6, seed=9, latency_file=matrix, name="js-mixed") as js:
+        regions = [entry["region"] for entry in js.info["peers"]]
+        assert set(regions) == {"near", "far"}, regions  # seed 9 puts peers in both regions
+        js.fill(js.peers)
+        _, key = cid_v0_for(b"nobody provides this " + os.urandom(8))
+        with ThreadPoolExecutor(2) as pool:
+            lookup = pool.submit(js.find_first_provider, 0, key, 20)
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            stats = js.stats()  # answered while the lookup is still waiting on the network
+            assert time.monotonic() - t0 < 1.0 and not lookup.done()
+            first = lookup.result(40)
+        assert first["provider"] == "" and first["error"] == "", first
+        # peer 0 asks every other peer; the first contact with the other region costs a dial
+        # (dial_rtts × rtt) plus one request/response round trip
+        assert first["duration_ns"] / 1e9 >= dial + rtt, first
+        assert stats["latency"]["dial_delays"] >= 1
+        _, key2 = cid_v0_for(b"nor this " + os.urandom(8))
+        second = js.find_first_provider(0, key2, 20)  # connections are open now: no dial
+        assert rtt <= second["duration_ns"] / 1e9 < first["duration_ns"] / 1e9, (first, second)
+
+    matrix = _two_region_matrix(tmp_path / "near.json", [1, 0])
+    with ExternalPeers(js_command(), peers=6, seed=9, latency_file=matrix, name="js-near") as js:
+        assert {entry["region"] for entry in js.info["peers"]} == {"near"}
+        js.fill(js.peers)
+        _, key = cid_v0_for(b"nobody provides this either " + os.urandom(8))
+        reply = js.find_first_provider(0, key, 20)
+        # same region (0 ms): dials and requests cost only CPU, far less than one far dial
+        assert reply["provider"] == "" and reply["duration_ns"] / 1e9 < dial, reply
