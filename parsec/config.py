@@ -103,6 +103,10 @@ class NetworkSettings(BaseSettings):
     protocol_prefix: str = "/ipfs"
     bootstrap_peers: CsvList = Field(default_factory=list)
     bootstrap_file: Path = DEFAULT_STATE_DIR / "testbed" / "bootstrap.txt"
+    latency_matrix: str | None = Field(
+        None, description="emulate WAN latency on the testbed: 'default' (public inter-region RTTs) or a JSON file")
+    latency_jitter: float | None = Field(None, ge=0, le=1)
+    latency_loss: float | None = Field(None, ge=0, lt=1)
 
     @field_validator("protocol_prefix")
     @classmethod
@@ -114,6 +118,15 @@ class NetworkSettings(BaseSettings):
     @property
     def protocol_id(self) -> str:
         return f"{self.protocol_prefix}/kad/1.0.0"
+
+    def latency_model(self):
+        """The WAN latency model to emulate, or None (production networks never emulate)."""
+        if not self.latency_matrix or self.latency_matrix.lower() in ("off", "none", "0") or self.network != "testbed":
+            return None
+        from parsec.latency import LatencyModel
+
+        path = None if self.latency_matrix.lower() == "default" else self.latency_matrix
+        return LatencyModel.load(path, jitter=self.latency_jitter, loss=self.latency_loss)
 
     def resolved_bootstrap(self) -> list[str]:
         """Bootstrap multiaddrs: explicit list, else the network's (testbed: its file)."""
@@ -145,6 +158,7 @@ class ServerSettings(BaseSettings):
     max_content_bytes: int = Field(1 << 20, ge=1)
     min_routing_table: int = Field(1, ge=0, description="peers needed before /readiness is 200")
     advertise_host: str | None = None
+    region: str | None = Field(None, description="region label; default AWS_REGION, else 'local'")
     name: str | None = None
 
     @field_validator("fleet")

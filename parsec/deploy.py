@@ -64,14 +64,14 @@ class TestbedHandle:
 
 
 def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "testbed",
-                  progress=print) -> TestbedHandle:
+                  progress=print, latency=None) -> TestbedHandle:
     """Start ``settings.peers`` peers over ``settings.processes`` shard actors and fill tables."""
     started = time.monotonic()
     count = min(settings.processes, settings.peers)
     sizes = [settings.peers // count + (1 if i < settings.peers % count else 0) for i in range(count)]
     shards = [
         ShardActor.options(name=f"{name}-shard-{i}").remote(
-            ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed))
+            ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed, latency))
         for i, size in enumerate(sizes)
     ]
     handle = TestbedHandle(shards=shards)

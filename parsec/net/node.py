@@ -13,6 +13,7 @@ Lookups are not here: ``parsec.net.driver`` runs a ``parsec.kad.Lookup`` over th
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from libp2p.abc import IHost
 from libp2p.peer.id import ID
 
 from parsec.kad import PeerRef, RoutingTable, key_of
+from parsec.latency import LatencyModel
 from parsec.net import pylibp2p, wire
 from parsec.net.wire import Message, WirePeer
 
@@ -72,6 +74,7 @@ class DhtNode:
         k: int = 20,
         rpc_timeout: float = 10.0,
         add_inbound_peers: bool = True,
+        latency: LatencyModel | None = None,
     ) -> None:
         self.host = host
         self.peer_id: ID = host.get_id()
@@ -83,6 +86,9 @@ class DhtNode:
         self.providers = ProviderStore()
         self.add_inbound_peers = add_inbound_peers
         self.estimator = None  # a NetworkSizeEstimator when the node runs optimistic provide
+        self.latency = latency
+        self.region = latency.region_index_of(self.me.peer_id) if latency else None
+        self._rng = random.Random(self.me.key)
         self._ids: dict[bytes, ID] = {}
         self.inbound_requests = 0
 
@@ -178,6 +184,8 @@ class DhtNode:
                 self.inbound_requests += 1
                 response = self.answer(request, sender_bytes)
                 if response is not None:
+                    if not await self._delay_message(sender_bytes):
+                        continue  # the emulated network lost the answer
                     await stream.write(wire.frame(response))
                 if self.add_inbound_peers:
                     self._admit(sender)
@@ -197,6 +205,16 @@ class DhtNode:
 
     # -- client side ---------------------------------------------------------------
 
+    async def _delay_message(self, remote: bytes) -> bool:
+        """Emulated WAN: wait the one-way delay to ``remote``'s region; False if lost."""
+        model = self.latency
+        if model is None:
+            return True
+        if model.dropped(self._rng):
+            return False
+        await trio.sleep(model.one_way(self.region, model.region_index_of(remote), self._rng))
+        return True
+
     async def rpc(self, peer: PeerRef, request: Message, *, expect_reply: bool = True,
                   timeout: float | None = None) -> Message | None:
         """One request on a new stream over a reused connection; RpcError on any failure."""
@@ -205,7 +223,11 @@ class DhtNode:
         stream = None
         try:
             with trio.fail_after(limit):
+                if self.latency is not None and not self.host.get_network().connections.get(pid):
+                    await trio.sleep(self.latency.dial_delay(self.region, self.latency.region_index_of(peer.peer_id)))
                 stream = await self.host.new_stream(pid, [self.protocol_id])
+                if not await self._delay_message(peer.peer_id):
+                    await trio.sleep_forever()  # lost: the caller's deadline ends it
                 await stream.write(wire.frame(request))
                 if not expect_reply:
                     return None

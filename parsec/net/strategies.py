@@ -187,15 +187,17 @@ ENGINE_FLEETS = {"default": EngineStrategy, "optprov": OptimisticStrategy, "full
 
 
 def make_strategy(fleet: str, host: IHost, background: trio.Nursery, *, protocol_id: str,
-                  rpc_timeout: float, crawl_interval: float = 3600.0) -> DhtStrategy:
+                  rpc_timeout: float, crawl_interval: float = 3600.0, latency=None) -> DhtStrategy:
     """The strategy of ``fleet`` on ``host`` (registers its DHT protocol handler)."""
     if fleet == "pylibp2p":
         from parsec.net.stock import StockStrategy
 
+        if latency is not None:
+            log.warning("pylibp2p fleet: py-libp2p's KadDHT runs unchanged, so its own messages are not delayed")
         return StockStrategy(host, background, protocol_id=protocol_id, rpc_timeout=rpc_timeout)
     if fleet not in ENGINE_FLEETS:
         raise ValueError(f"unknown fleet {fleet!r}")
-    node = DhtNode(host, protocol_id=protocol_id, rpc_timeout=rpc_timeout)
+    node = DhtNode(host, protocol_id=protocol_id, rpc_timeout=rpc_timeout, latency=latency)
     node.start()
     if fleet == "fullrt":
         return FullTableStrategy(node, background, refresh=crawl_interval)

@@ -40,6 +40,7 @@ log = logging.getLogger("parsec.server")
 @dataclass
 class ServerStatus:
     peer_id: str = ""
+    region: str = ""
     http_host: str = ""
     http_port: int = 0
     peer_port: int = 0
@@ -99,6 +100,28 @@ class ServerRuntime:
         self._pool = None
         self._heartbeat_future = None
         self._http_cancel: trio.CancelScope | None = None
+        self.latency = network.latency_model()
+        self._key, self.region = self._identity()
+        self.status.region = self.region
+
+    def _identity(self):
+        """A libp2p identity, and the region this server reports.
+
+        Under WAN emulation a peer's region follows from its id (parsec.latency), so the
+        server draws identities until one lands in its configured region; a region the
+        model does not place peers in gives way to the identity's own region.
+        """
+        wanted = self.settings.region or nodeinfo.region()
+        model = self.latency
+        if model is None:
+            return pylibp2p.keypair(), wanted
+        placeable = wanted in model.regions and model.weights[model.index(wanted)] > 0
+        for _ in range(10_000 if placeable else 1):
+            key = pylibp2p.keypair()
+            region = model.region_of(ID.from_pubkey(key.public_key).to_bytes())
+            if not placeable or region == wanted:
+                return key, region
+        raise RuntimeError(f"no identity found in region {wanted!r}")
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -153,12 +176,12 @@ class ServerRuntime:
     # -- trio side ------------------------------------------------------------
 
     async def _serve_peer(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        host, listen = pylibp2p.create_host(pylibp2p.keypair(), self.settings.peer_host, self.settings.peer_port)
+        host, listen = pylibp2p.create_host(self._key, self.settings.peer_host, self.settings.peer_port)
         async with trio.open_nursery() as background:
             # the DHT protocol is registered before the host connects anywhere (design.md)
             strategy = make_strategy(self.settings.fleet, host, background, protocol_id=self.network.protocol_id,
                                      rpc_timeout=self.settings.rpc_timeout,
-                                     crawl_interval=self.settings.crawl_interval)
+                                     crawl_interval=self.settings.crawl_interval, latency=self.latency)
             async with host.run([listen]):
                 self._strategy = strategy
                 self.status.peer_id = host.get_id().to_base58()
@@ -223,7 +246,7 @@ class ServerRuntime:
         machine_cpu, machine_memory = nodeinfo.machine_resources()
         info = NodeInfo(
             cpu=cpu or machine_cpu, memory=memory or machine_memory, peer_id=self.status.peer_id,
-            region=nodeinfo.region(), cmd=self.cmd, fleet=self.settings.fleet,
+            region=self.region, cmd=self.cmd, fleet=self.settings.fleet,
             dependencies=nodeinfo.dependencies(self._strategy.dependencies()),
             ip_address=nodeinfo.advertised_ip(self.settings, ecs_ip), server_port=self.status.http_port,
             peer_port=self.status.peer_port,

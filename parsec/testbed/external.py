@@ -111,7 +111,8 @@ class ExternalPeers:
         self._proc: subprocess.Popen | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
-        self._lock = threading.Lock()  # _pending, stdin writes, lifecycle
+        self._lock = threading.Lock()  # _pending and lifecycle
+        self._write_lock = threading.Lock()  # one command line at a time on stdin
         self._listening: Future = Future()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._threads: list[threading.Thread] = []
@@ -136,7 +137,7 @@ class ExternalPeers:
         env = {**os.environ, **self.env} if self.env else None
         try:
             self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, env=env, cwd=self.cwd, bufsize=0)
+                                          stderr=subprocess.PIPE, env=env, cwd=self.cwd)
         except OSError as error:
             raise ExternalPeersError(f"{self.name}: cannot start {argv[0]}: {error}") from None
         for target, label in ((self._read_stdout, "stdout"), (self._read_stderr, "stderr")):
@@ -164,10 +165,11 @@ class ExternalPeers:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the program to stop; kill it if it does not exit in ``timeout`` (idempotent)."""
-        proc = self._proc
-        if proc is None or self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            proc = self._proc
+            if proc is None or self._closed:
+                return
+            self._closed = True
         if proc.poll() is None:
             try:
                 self._request({"cmd": "stop"}, timeout=min(timeout, 5.0))
@@ -233,20 +235,23 @@ class ExternalPeers:
 
     def _request(self, command: dict, timeout: float) -> dict:
         future: Future = Future()
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise ExternalPeersError(f"{self.name}: program not running{self._stderr_text()}")
         with self._lock:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                raise ExternalPeersError(f"{self.name}: program not running{self._stderr_text()}")
             request_id = next(self._ids)
-            command["id"] = request_id
             self._pending[request_id] = future
-            try:
-                proc.stdin.write((json.dumps(command, separators=(",", ":")) + "\n").encode())
+        command["id"] = request_id
+        line = (json.dumps(command, separators=(",", ":")) + "\n").encode()
+        try:
+            with self._write_lock:  # apart from _lock: the reader never waits on a long write
+                proc.stdin.write(line)
                 proc.stdin.flush()
-            except (OSError, ValueError) as error:
+        except (OSError, ValueError) as error:
+            with self._lock:
                 self._pending.pop(request_id, None)
-                raise ExternalPeersError(f"{self.name}: cannot send {command['cmd']}: {error}"
-                                         f"{self._stderr_text()}") from None
+            raise ExternalPeersError(f"{self.name}: cannot send {command['cmd']}: {error}"
+                                     f"{self._stderr_text()}") from None
         try:
             reply = future.result(timeout)
         except FutureTimeout:
@@ -320,7 +325,6 @@ class ExternalPeers:
         proc = self._proc
         if proc is None:
             return
-        self._closed = True
         if proc.poll() is None:
             proc.kill()
             try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import trio
 
 from parsec.kad import PeerRef
+from parsec.latency import LatencyModel
 from parsec.loops import TrioThread
 from parsec.net import pylibp2p
 from parsec.net.node import DhtNode
@@ -34,6 +35,7 @@ class ShardSpec:
     protocol_id: str = "/ipfs/kad/1.0.0"
     k: int = 20
     seed: int | None = None
+    latency: LatencyModel | None = None  # WAN emulation shared by every peer of the testbed
 
 
 def peer_multiaddr(peer: WirePeer) -> str:
@@ -82,7 +84,7 @@ class PeerShard:
         async with contextlib.AsyncExitStack() as stack:
             for i in range(self.spec.peers):
                 host, listen = pylibp2p.create_host(self._keypair(i), self.spec.host, 0)
-                node = DhtNode(host, protocol_id=self.spec.protocol_id, k=self.spec.k)
+                node = DhtNode(host, protocol_id=self.spec.protocol_id, k=self.spec.k, latency=self.spec.latency)
                 node.start()  # protocol registered before any connection
                 await stack.enter_async_context(host.run([listen]))
                 self.nodes.append(node)
