@@ -38,11 +38,12 @@ def pct(values: list[float], q: float) -> float | None:
 class FleetHosts:
     """One libp2p host per fleet on a trio thread of this process."""
 
-    def __init__(self, fleets: list[str], protocol_id: str) -> None:
+    def __init__(self, fleets: list[str], protocol_id: str, latency=None) -> None:
         from parsec.loops import TrioThread
 
         self.fleets = fleets
         self.protocol_id = protocol_id
+        self.latency = latency
         self.loop = TrioThread("bench-fleets").start()
         self.strategies: dict = {}
         self.ids: dict[str, bytes] = {}
@@ -57,7 +58,7 @@ class FleetHosts:
             for fleet in self.fleets:
                 host, listen = pylibp2p.create_host(pylibp2p.keypair())
                 self.strategies[fleet] = make_strategy(fleet, host, background, protocol_id=self.protocol_id,
-                                                       rpc_timeout=10)
+                                                       rpc_timeout=10, latency=self.latency)
                 self.ids[fleet] = host.get_id().to_bytes()
                 await stack.enter_async_context(host.run([listen]))
             task_status.started()
@@ -88,7 +89,7 @@ def shard_cpu(pids: list[int]) -> float:
     return total
 
 
-def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int) -> dict:
+def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int, latency=None) -> dict:
     import ray
 
     from parsec.config import TestbedSettings
@@ -99,9 +100,9 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
 
     protocol = "/ipfs/kad/1.0.0"
     testbed = start_testbed(TestbedSettings(peers=size, processes=shards), protocol, name=f"bench-fleets-{size}",
-                            progress=lambda line: print(f"  {line}", flush=True))
+                            progress=lambda line: print(f"  {line}", flush=True), latency=latency)
     pids = ray.get([shard.__ray_call__.remote(lambda self: os.getpid()) for shard in testbed.shards])
-    hosts = FleetHosts(fleets, protocol)
+    hosts = FleetHosts(fleets, protocol, latency)
     stats = {fleet: {"provide": [], "ttfpr": [], "provide_rpcs": [], "ttfpr_rpcs": [], "provide_cpu": [],
                      "ttfpr_cpu": [], "on_true_closest": [], "errors": 0, "not_found": 0, "fell_back": 0,
                      "testbed_cpu": []} for fleet in fleets}
@@ -208,6 +209,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3, help="provides per fleet before measuring")
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path("bench-fleets.json"))
+    parser.add_argument("--latency", default="off", help="'default' (public inter-region RTTs), a file, or 'off'")
     args = parser.parse_args()
 
     import ray
@@ -216,15 +218,19 @@ def main() -> int:
 
     start_ray(os.environ.get("RAY_ADDRESS"))
     fleets = [f for f in args.fleets.split(",") if f]
+    from parsec.config import NetworkSettings
+
+    latency = NetworkSettings(latency_matrix=args.latency).latency_model()
     results = {}
     try:
         for size in (int(s) for s in args.sizes.split(",")):
-            print(f"testbed of {size} peers, fleets {', '.join(fleets)}, {args.rounds} rounds", flush=True)
-            results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards)
+            print(f"testbed of {size} peers, fleets {', '.join(fleets)}, {args.rounds} rounds, "
+                  f"latency {args.latency}", flush=True)
+            results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards, latency)
             print_table(size, results[size])
     finally:
         ray.shutdown()
-    args.json.write_text(json.dumps(results, indent=2))
+    args.json.write_text(json.dumps({"latency": args.latency, "results": results}, indent=2))
     print(f"\nwritten {args.json}")
     return 0
 

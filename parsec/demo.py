@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=6, help="scheduler rounds (default 6)")
     parser.add_argument("--interval", default="2s", help="round interval (default 2s)")
     parser.add_argument("--probes", type=int, default=1)
+    parser.add_argument("--latency", default="default",
+                        help="emulated WAN latency: 'default' (public inter-region RTTs), a matrix JSON file, or 'off'")
     parser.add_argument("--state-dir", default=".parsec", help="where the database and Parquet files go")
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="join this Ray cluster")
     parser.add_argument("--keep", action="store_true", help="leave everything running")
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     state = Path(args.state_dir).resolve()
     parquet_dir = state / "parquet"
     database = load(DatabaseSettings)
-    network = load(NetworkSettings, network="testbed")
+    network = load(NetworkSettings, network="testbed", latency_matrix=args.latency)
+    latency = network.latency_model()
     fleets = [f.strip() for f in args.fleets.split(",") if f.strip()]
     embedded = None
     with contextlib.ExitStack() as cleanup:
@@ -117,20 +120,23 @@ def run(args: argparse.Namespace) -> int:
         if not args.keep:
             cleanup.callback(ray.shutdown)
         testbed = start_testbed(TestbedSettings(peers=args.peers, processes=args.shards), network.protocol_id,
-                                name="demo-testbed", progress=say)
+                                name="demo-testbed", progress=say, latency=latency)
+        placeable = [r for r, w in zip(latency.regions, latency.weights) if w > 0] if latency else ["local"]
         if not args.keep:
             cleanup.callback(testbed.stop)
         bootstrap = testbed.bootstrap_addrs()
         actors = []
         for fleet in fleets:
             for i in range(args.servers):
-                server = ServerSettings(fleet=fleet, server_port=0, peer_port=0, heartbeat_interval=10)
+                server = ServerSettings(fleet=fleet, server_port=0, peer_port=0, heartbeat_interval=10,
+                                        region=placeable[i % len(placeable)])
                 config = ServerActorConfig(name=f"demo-{fleet}-{i}", server=server, network=network,
                                            database=database, bootstrap=bootstrap)
                 actors.append(deploy_server(config))
         if not args.keep:
             cleanup.callback(stop_servers, actors)
-        say(f"deploying {len(actors)} server actor(s) in fleet(s) {', '.join(fleets)}")
+        say(f"deploying {len(actors)} server actor(s) in fleet(s) {', '.join(fleets)}"
+            + (f"; WAN latency emulated ({len(placeable)} regions)" if latency else "; no latency emulation"))
         wait_ready(actors, timeout=180, progress=say)
         client = job_client(context, args.ray_address)
         job_id = submit_scheduler(client, args, database, parquet_dir)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs parsec with its pinned dependencies (idempotent, quiet).
+# Creates .venv, installs parsec with its pinned dependencies, builds the Go and Node.js
+# testbed programs (each step idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -14,3 +15,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
 fi
+
+# the Go and Node.js testbed programs (peers of other implementations)
+bash scripts/build-go.sh
+bash scripts/build-js.sh

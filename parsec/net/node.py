@@ -205,14 +205,15 @@ class DhtNode:
 
     # -- client side ---------------------------------------------------------------
 
-    async def _delay_message(self, remote: bytes) -> bool:
+    async def _delay_message(self, remote: bytes, wait: bool = True) -> bool:
         """Emulated WAN: wait the one-way delay to ``remote``'s region; False if lost."""
         model = self.latency
         if model is None:
             return True
         if model.dropped(self._rng):
             return False
-        await trio.sleep(model.one_way(self.region, model.region_index_of(remote), self._rng))
+        if wait:
+            await trio.sleep(model.one_way(self.region, model.region_index_of(remote), self._rng))
         return True
 
     async def rpc(self, peer: PeerRef, request: Message, *, expect_reply: bool = True,
@@ -226,7 +227,10 @@ class DhtNode:
                 if self.latency is not None and not self.host.get_network().connections.get(pid):
                     await trio.sleep(self.latency.dial_delay(self.region, self.latency.region_index_of(peer.peer_id)))
                 stream = await self.host.new_stream(pid, [self.protocol_id])
-                if not await self._delay_message(peer.peer_id):
+                # a request waits its one-way delay; a message without reply (ADD_PROVIDER)
+                # costs the sender nothing, as a socket write on a real link (and as the Go
+                # testbed peers do): it is only subject to loss
+                if not await self._delay_message(peer.peer_id, wait=expect_reply):
                     await trio.sleep_forever()  # lost: the caller's deadline ends it
                 await stream.write(wire.frame(request))
                 if not expect_reply:
