@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load
+from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load, peers_option
 
 
 def _network_args(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,9 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
 
 def _network(args: argparse.Namespace) -> NetworkSettings:
     return load(NetworkSettings, prefix="PARSEC_", network=args.network, protocol_prefix=args.protocol_prefix,
-                bootstrap_peers=args.bootstrap, bootstrap_file=args.bootstrap_file)
+                bootstrap_peers=args.bootstrap, bootstrap_file=args.bootstrap_file,
+                latency_matrix=getattr(args, "latency", None))
+
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -41,10 +43,10 @@ def cmd_testbed(args: argparse.Namespace) -> int:
     from parsec.demo import start_ray
     from parsec.deploy import start_testbed
 
-    settings = load(TestbedSettings, peers=args.peers, processes=args.processes, seed=args.seed)
+    settings = load(TestbedSettings, **peers_option(args.peers), processes=args.processes, seed=args.seed)
     network = _network(args)
     start_ray(args.ray_address)
-    testbed = start_testbed(settings, network.protocol_id, name=args.name)
+    testbed = start_testbed(settings, network.protocol_id, name=args.name, latency=network.latency_model())
     network.bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
     network.bootstrap_file.write_text("\n".join(testbed.bootstrap_addrs(args.bootstrap_count)) + "\n")
     print(f"bootstrap addresses written to {network.bootstrap_file}; Ctrl-C stops the testbed", flush=True)
@@ -122,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = commands.add_parser("testbed", help="start a local DHT of real py-libp2p peers on Ray")
-    p.add_argument("--peers", type=int, help="number of peers (default 200)")
+    p.add_argument("--peers", help="number of py peers (default 200) or a mix, e.g. go=300,js=100,py=100")
+    p.add_argument("--latency", help="emulate WAN latency: 'default' or a matrix JSON file (default off)")
     p.add_argument("--processes", type=int, help="shard actors (default 2)")
     p.add_argument("--seed", type=int, help="reproducible peer identities")
     p.add_argument("--name", default="testbed", help="actor name prefix")

@@ -195,9 +195,46 @@ class TestbedSettings(BaseSettings):
 
     peers: int = Field(200, ge=2, le=20000)
     processes: int = Field(2, ge=1, le=64)
+    mix: str | None = Field(None, description="peers per implementation, e.g. go=3000,js=1000,py=1000")
     host: str = "127.0.0.1"
     k: int = Field(20, ge=1, le=64)
     seed: int | None = None
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_shape(cls, value: str | None) -> str | None:
+        if value:
+            parse_mix(value)
+        return value
+
+    def composition(self) -> dict[str, int]:
+        """Peers per implementation (``py``, ``go``, ``js``)."""
+        return parse_mix(self.mix) if self.mix else {"py": self.peers}
+
+
+IMPLEMENTATIONS = ("py", "go", "js")
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    """``go=3000,js=1000,py=1000`` → {"go": 3000, …}; a bare number means py peers."""
+    if text.strip().isdigit():
+        return {"py": int(text)}
+    mix: dict[str, int] = {}
+    for part in text.split(","):
+        name, _, count = part.strip().partition("=")
+        if name not in IMPLEMENTATIONS or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"bad testbed mix entry {part.strip()!r}: use e.g. go=3000,js=1000,py=1000")
+        mix[name] = mix.get(name, 0) + int(count)
+    if sum(mix.values()) < 2:
+        raise ValueError("a testbed needs at least 2 peers")
+    return mix
+
+
+def peers_option(text: str | None) -> dict:
+    """``--peers 200`` or ``--peers go=3000,js=1000,py=1000`` as TestbedSettings values."""
+    if text is None:
+        return {}
+    return {"peers": int(text)} if text.strip().isdigit() else {"mix": text}
 
 
 def region_from_env() -> str:

@@ -16,13 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load
+from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load, peers_option
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--peers", type=int, default=200, help="testbed peers (default 200)")
+    parser.add_argument("--peers", default="200",
+                        help="testbed peers (default 200 py peers) or a mix, e.g. go=100,js=50,py=100")
     parser.add_argument("--shards", type=int, default=2, help="testbed processes (Ray actors)")
     parser.add_argument("--fleets", default="default", help="comma-separated fleets (default 'default')")
     parser.add_argument("--servers", type=int, default=3, help="servers per fleet (default 3)")
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         context = start_ray(args.ray_address)
         if not args.keep:
             cleanup.callback(ray.shutdown)
-        testbed = start_testbed(TestbedSettings(peers=args.peers, processes=args.shards), network.protocol_id,
+        testbed = start_testbed(load(TestbedSettings, **peers_option(args.peers), processes=args.shards),
+                                network.protocol_id,
                                 name="demo-testbed", progress=say, latency=latency)
         placeable = [r for r, w in zip(latency.regions, latency.weights) if w > 0] if latency else ["local"]
         if not args.keep:

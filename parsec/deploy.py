@@ -18,7 +18,7 @@ import ray
 from parsec.config import TestbedSettings
 from parsec.net.wire import WirePeer
 from parsec.server.actor import ParsecServerActor, ServerActorConfig
-from parsec.testbed.actor import TestbedShardActor
+from parsec.testbed.actor import ExternalShardActor, TestbedShardActor
 from parsec.testbed.shard import ShardSpec, peer_multiaddr
 
 NAMESPACE = "parsec"
@@ -33,6 +33,7 @@ _SHARD_OPTIONS = dict(lifetime="detached", namespace=NAMESPACE, max_restarts=0, 
 
 ServerActor = ray.remote(**_SERVER_OPTIONS)(ParsecServerActor)
 ShardActor = ray.remote(**_SHARD_OPTIONS)(TestbedShardActor)
+ExternalActor = ray.remote(**_SHARD_OPTIONS)(ExternalShardActor)
 
 
 def local_ray_env() -> None:
@@ -46,6 +47,7 @@ class TestbedHandle:
 
     __test__ = False
     shards: list = field(default_factory=list)
+    external: dict = field(default_factory=dict)  # "go" / "js" → that program's actor
     peers: list[WirePeer] = field(default_factory=list)
     ready_seconds: float = 0.0
 
@@ -65,19 +67,27 @@ class TestbedHandle:
 
 def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "testbed",
                   progress=print, latency=None) -> TestbedHandle:
-    """Start ``settings.peers`` peers over ``settings.processes`` shard actors and fill tables."""
+    """Start the testbed's peers — py peers over ``settings.processes`` shard actors, Go
+    and Node.js peers (``settings.mix``) in one program each — and fill every table."""
     started = time.monotonic()
-    count = min(settings.processes, settings.peers)
-    sizes = [settings.peers // count + (1 if i < settings.peers % count else 0) for i in range(count)]
+    mix = settings.composition()
+    py_peers = mix.get("py", 0)
+    count = min(settings.processes, py_peers)
+    sizes = [py_peers // count + (1 if i < py_peers % count else 0) for i in range(count)] if count else []
     shards = [
         ShardActor.options(name=f"{name}-shard-{i}").remote(
             ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed, latency))
         for i, size in enumerate(sizes)
     ]
-    handle = TestbedHandle(shards=shards)
+    for offset, implementation in enumerate(impl for impl in ("go", "js") if mix.get(impl)):
+        spec = ShardSpec(count + offset, mix[implementation], settings.host, protocol_id, settings.k,
+                         settings.seed, latency)
+        shards.append(ExternalActor.options(name=f"{name}-{implementation}").remote(implementation, spec))
+    handle = TestbedHandle(shards=shards, external=dict(zip((i for i in ("go", "js") if mix.get(i)), shards[count:])))
     for batch in ray.get([shard.start.remote() for shard in shards]):
         handle.peers.extend(batch)
-    progress(f"testbed: {len(handle.peers)} peers listening; filling routing tables")
+    progress(f"testbed: {len(handle.peers)} peers listening ({', '.join(f'{k}={v}' for k, v in mix.items())}); "
+             "filling routing tables")
     ray.get([shard.fill.remote(handle.peers) for shard in shards])
     handle.ready_seconds = time.monotonic() - started
     progress(f"testbed: {len(handle.peers)} peers ready in {handle.ready_seconds:.1f}s")

@@ -1,8 +1,12 @@
-"""A testbed shard as a plain class for a Ray actor (options applied in parsec.deploy)."""
+"""Testbed shards as plain classes for Ray actors (options applied in parsec.deploy):
+py-libp2p peers in this process, or Go / Node.js peers in a child program."""
 
 from __future__ import annotations
 
+import tempfile
+
 from parsec.net.wire import WirePeer
+from parsec.testbed.external import ExternalPeers, command_for
 from parsec.testbed.shard import PeerShard, ShardSpec
 
 
@@ -23,3 +27,41 @@ class TestbedShardActor:
 
     def stop(self) -> None:
         self.shard.stop()
+
+
+class ExternalShardActor:
+    """Peers of another implementation (``spec`` says how many), same interface as above."""
+
+    __test__ = False
+
+    def __init__(self, implementation: str, spec: ShardSpec) -> None:
+        latency_file = None
+        if spec.latency is not None:  # the programs read the shared model from a file
+            handle = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="parsec-latency-", delete=False)
+            handle.write(spec.latency.as_json())
+            handle.close()
+            latency_file = handle.name
+        prefix = spec.protocol_id.removesuffix("/kad/1.0.0")
+        seed = None if spec.seed is None else spec.seed * 1000 + spec.index
+        self.peers = ExternalPeers(command_for(implementation), peers=spec.peers, protocol_prefix=prefix,
+                                   latency_file=latency_file, seed=seed, name=f"{implementation}-{spec.index}",
+                                   host=spec.host)
+
+    def start(self) -> list[WirePeer]:
+        return self.peers.start()
+
+    def fill(self, everyone: list[WirePeer]) -> dict:
+        return self.peers.fill(everyone)
+
+    def stats(self) -> dict:
+        return self.peers.stats()
+
+    def provide(self, peer_index: int, key: bytes) -> dict:
+        """That implementation's own provide on one of its peers (timed by the program)."""
+        return self.peers.provide(peer_index, key)
+
+    def find_first_provider(self, peer_index: int, key: bytes, timeout: float = 60.0) -> dict:
+        return self.peers.find_first_provider(peer_index, key, timeout)
+
+    def stop(self) -> None:
+        self.peers.stop()

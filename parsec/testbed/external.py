@@ -72,6 +72,25 @@ def go_command(binary_path: Path | str | None = None) -> list[str]:
     return [str(candidate)]
 
 
+JS_DIR = Path(__file__).resolve().parents[2] / "testbed" / "js"
+
+
+def js_command() -> list[str]:
+    """The Node.js testbed program under the Node 20 polyfill (absolute paths: any cwd)."""
+    if not (JS_DIR / "node_modules").is_dir():
+        raise FileNotFoundError(f"Node.js testbed program not installed in {JS_DIR}: run scripts/build-js.sh")
+    return ["node", "--import", str(JS_DIR / "polyfill.mjs"), str(JS_DIR / "peers.mjs")]
+
+
+def command_for(implementation: str) -> list[str]:
+    """The program hosting peers of ``implementation`` ("go" or "js")."""
+    if implementation == "go":
+        return go_command()
+    if implementation == "js":
+        return js_command()
+    raise ValueError(f"no external program for implementation {implementation!r} (known: go, js)")
+
+
 def go_available() -> bool:
     """Whether the Go toolchain is on PATH (scripts/build-go.sh can build the program)."""
     return shutil.which("go") is not None

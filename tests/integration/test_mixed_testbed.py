@@ -1,0 +1,81 @@
+"""One DHT of py, Go and js peers started by `start_testbed` on Ray: a record provided
+by each implementation is found by the others."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+
+import pytest
+import ray
+import trio
+
+from parsec.cids import cid_v0_for
+from parsec.config import TestbedSettings
+from parsec.loops import TrioThread
+from parsec.net import pylibp2p
+from parsec.net.strategies import make_strategy
+from parsec.server.runtime import parse_bootstrap
+from parsec.testbed.external import GO_BINARY, JS_DIR
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not GO_BINARY.exists() or not (JS_DIR / "node_modules").is_dir(),
+                       reason="Go/Node testbed programs not built (scripts/build-go.sh, scripts/build-js.sh)"),
+]
+PROTOCOL = "/ipfs/kad/1.0.0"
+
+
+@pytest.fixture(scope="module")
+def mixed(ray_context):
+    from parsec.deploy import start_testbed
+
+    testbed = start_testbed(TestbedSettings(mix="go=20,js=20,py=40", processes=1, seed=11), PROTOCOL,
+                            name=f"mix-{uuid.uuid4().hex[:6]}", progress=lambda _: None)
+    loop = TrioThread("mixed-client").start()
+    box = {}
+
+    async def serve(task_status=trio.TASK_STATUS_IGNORED):
+        async with contextlib.AsyncExitStack() as stack:
+            background = await stack.enter_async_context(trio.open_nursery())
+            host, listen = pylibp2p.create_host(pylibp2p.keypair())
+            box["py"] = make_strategy("default", host, background, protocol_id=PROTOCOL, rpc_timeout=10)
+            await stack.enter_async_context(host.run([listen]))
+            task_status.started()
+            await trio.sleep_forever()
+
+    try:
+        loop.start_service(serve)
+        assert loop.run(box["py"].join, parse_bootstrap(testbed.bootstrap_addrs(8))) > 10
+        yield testbed, loop, box["py"]
+    finally:
+        loop.stop()
+        testbed.stop()
+
+
+def test_the_testbed_holds_every_implementation(mixed):
+    testbed, _, _ = mixed
+    assert len(testbed.peers) == 80 and set(testbed.external) == {"go", "js"}
+
+
+@pytest.mark.parametrize("provider", ["go", "js"])
+def test_records_of_each_external_implementation_are_found_by_the_others(mixed, provider):
+    testbed, loop, py = mixed
+    _, key = cid_v0_for(os.urandom(256))
+    stored = ray.get(testbed.external[provider].provide.remote(3, key))
+    assert stored["error"] == "", stored
+    found, trace = loop.run(py.find_first_provider, key)
+    assert found is not None, trace.as_dict()
+    other = "js" if provider == "go" else "go"
+    answer = ray.get(testbed.external[other].find_first_provider.remote(7, key))
+    assert answer["provider"], answer
+
+
+def test_a_record_provided_by_our_engine_is_found_by_go_and_js(mixed):
+    testbed, loop, py = mixed
+    _, key = cid_v0_for(os.urandom(256))
+    loop.run(py.provide, key)
+    for implementation, actor in testbed.external.items():
+        answer = ray.get(actor.find_first_provider.remote(5, key))
+        assert answer["provider"], (implementation, answer)
