@@ -89,7 +89,8 @@ def shard_cpu(pids: list[int]) -> float:
     return total
 
 
-def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int, latency=None) -> dict:
+def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int, latency=None,
+             unreachable: float = 0.0) -> dict:
     import ray
 
     from parsec.config import TestbedSettings
@@ -99,7 +100,8 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
     from parsec.server.runtime import parse_bootstrap
 
     protocol = "/ipfs/kad/1.0.0"
-    testbed = start_testbed(TestbedSettings(peers=size, processes=shards), protocol, name=f"bench-fleets-{size}",
+    testbed = start_testbed(TestbedSettings(peers=size, processes=shards, unreachable=unreachable), protocol,
+                            name=f"bench-fleets-{size}",
                             progress=lambda line: print(f"  {line}", flush=True), latency=latency)
     pids = ray.get([shard.__ray_call__.remote(lambda self: os.getpid()) for shard in testbed.shards])
     hosts = FleetHosts(fleets, protocol, latency)
@@ -210,6 +212,8 @@ def main() -> int:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path("bench-fleets.json"))
     parser.add_argument("--latency", default="off", help="'default' (public inter-region RTTs), a file, or 'off'")
+    parser.add_argument("--unreachable", type=float, default=0.0,
+                        help="share of routing-table peers that never answer (public DHT ≈0.45)")
     args = parser.parse_args()
 
     import ray
@@ -225,12 +229,13 @@ def main() -> int:
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             print(f"testbed of {size} peers, fleets {', '.join(fleets)}, {args.rounds} rounds, "
-                  f"latency {args.latency}", flush=True)
-            results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards, latency)
+                  f"latency {args.latency}, unreachable {args.unreachable:.0%}", flush=True)
+            results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards, latency, args.unreachable)
             print_table(size, results[size])
     finally:
         ray.shutdown()
-    args.json.write_text(json.dumps({"latency": args.latency, "results": results}, indent=2))
+    args.json.write_text(json.dumps({"latency": args.latency, "unreachable": args.unreachable,
+                                     "results": results}, indent=2))
     print(f"\nwritten {args.json}")
     return 0
 

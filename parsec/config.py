@@ -196,6 +196,10 @@ class TestbedSettings(BaseSettings):
     peers: int = Field(200, ge=2, le=20000)
     processes: int = Field(2, ge=1, le=64)
     mix: str | None = Field(None, description="peers per implementation, e.g. go=3000,js=1000,py=1000")
+    unreachable: float = Field(0.0, ge=0, lt=1, description="share of routing-table peers that never answer "
+                               "(public DHT: ≈0.45 of addresses seen were never reachable)")
+    slow_fraction: float = Field(0.0, ge=0, le=1, description="share of py peers that answer late")
+    slow_delay: Seconds = 1.0
     host: str = "127.0.0.1"
     k: int = Field(20, ge=1, le=64)
     seed: int | None = None

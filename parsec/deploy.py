@@ -48,6 +48,7 @@ class TestbedHandle:
     __test__ = False
     shards: list = field(default_factory=list)
     external: dict = field(default_factory=dict)  # "go" / "js" → that program's actor
+    ghosts: list[WirePeer] = field(default_factory=list)  # in routing tables, never answering
     peers: list[WirePeer] = field(default_factory=list)
     ready_seconds: float = 0.0
 
@@ -76,7 +77,8 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     sizes = [py_peers // count + (1 if i < py_peers % count else 0) for i in range(count)] if count else []
     shards = [
         ShardActor.options(name=f"{name}-shard-{i}").remote(
-            ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed, latency))
+            ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed, latency,
+                      settings.slow_fraction, settings.slow_delay))
         for i, size in enumerate(sizes)
     ]
     for offset, implementation in enumerate(impl for impl in ("go", "js") if mix.get(impl)):
@@ -86,9 +88,19 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     handle = TestbedHandle(shards=shards, external=dict(zip((i for i in ("go", "js") if mix.get(i)), shards[count:])))
     for batch in ray.get([shard.start.remote() for shard in shards]):
         handle.peers.extend(batch)
+    everyone = list(handle.peers)
+    if settings.unreachable > 0:
+        if not count:
+            raise ValueError("unreachable peers need at least one py shard to host their black hole")
+        from parsec.testbed.ghosts import ghost_count, ghosts
+
+        hole = ray.get(shards[0].start_black_hole.remote())
+        handle.ghosts = ghosts(ghost_count(len(handle.peers), settings.unreachable), hole, settings.seed)
+        everyone += handle.ghosts
+        progress(f"testbed: {len(handle.ghosts)} unreachable peers ({settings.unreachable:.0%}) behind {hole}")
     progress(f"testbed: {len(handle.peers)} peers listening ({', '.join(f'{k}={v}' for k, v in mix.items())}); "
              "filling routing tables")
-    ray.get([shard.fill.remote(handle.peers) for shard in shards])
+    ray.get([shard.fill.remote(everyone) for shard in shards])
     handle.ready_seconds = time.monotonic() - started
     progress(f"testbed: {len(handle.peers)} peers ready in {handle.ready_seconds:.1f}s")
     return handle

@@ -75,6 +75,8 @@ class DhtNode:
         rpc_timeout: float = 10.0,
         add_inbound_peers: bool = True,
         latency: LatencyModel | None = None,
+        dial_timeout: float = 5.0,
+        answer_delay: float = 0.0,
     ) -> None:
         self.host = host
         self.peer_id: ID = host.get_id()
@@ -87,6 +89,8 @@ class DhtNode:
         self.add_inbound_peers = add_inbound_peers
         self.estimator = None  # a NetworkSizeEstimator when the node runs optimistic provide
         self.latency = latency
+        self.dial_timeout = dial_timeout  # go-libp2p's: a dial to an unreachable peer costs this
+        self.answer_delay = answer_delay  # testbed "slow peer": extra time before every answer
         self.region = latency.region_index_of(self.me.peer_id) if latency else None
         self._rng = random.Random(self.me.key)
         self._ids: dict[bytes, ID] = {}
@@ -184,6 +188,8 @@ class DhtNode:
                 self.inbound_requests += 1
                 response = self.answer(request, sender_bytes)
                 if response is not None:
+                    if self.answer_delay:
+                        await trio.sleep(self.answer_delay)
                     if not await self._delay_message(sender_bytes):
                         continue  # the emulated network lost the answer
                     await stream.write(wire.frame(response))
@@ -205,6 +211,16 @@ class DhtNode:
 
     # -- client side ---------------------------------------------------------------
 
+    async def _dial(self, pid: ID, peer: PeerRef):
+        """A new connection (and the stream on it) within the dial timeout."""
+        if self.latency is not None:
+            await trio.sleep(self.latency.dial_delay(self.region, self.latency.region_index_of(peer.peer_id)))
+        try:
+            with trio.fail_after(self.dial_timeout):
+                return await self.host.new_stream(pid, [self.protocol_id])
+        except trio.TooSlowError:
+            raise RpcError(f"dial timeout after {self.dial_timeout:g}s") from None
+
     async def _delay_message(self, remote: bytes, wait: bool = True) -> bool:
         """Emulated WAN: wait the one-way delay to ``remote``'s region; False if lost."""
         model = self.latency
@@ -224,9 +240,10 @@ class DhtNode:
         stream = None
         try:
             with trio.fail_after(limit):
-                if self.latency is not None and not self.host.get_network().connections.get(pid):
-                    await trio.sleep(self.latency.dial_delay(self.region, self.latency.region_index_of(peer.peer_id)))
-                stream = await self.host.new_stream(pid, [self.protocol_id])
+                if self.host.get_network().connections.get(pid):
+                    stream = await self.host.new_stream(pid, [self.protocol_id])
+                else:
+                    stream = await self._dial(pid, peer)
                 # a request waits its one-way delay; a message without reply (ADD_PROVIDER)
                 # costs the sender nothing, as a socket write on a real link (and as the Go
                 # testbed peers do): it is only subject to loss

@@ -25,6 +25,9 @@ class TestbedShardActor:
     def stats(self) -> dict:
         return self.shard.stats()
 
+    def start_black_hole(self) -> str:
+        return self.shard.start_black_hole()
+
     def stop(self) -> None:
         self.shard.stop()
 

@@ -36,6 +36,8 @@ class ShardSpec:
     k: int = 20
     seed: int | None = None
     latency: LatencyModel | None = None  # WAN emulation shared by every peer of the testbed
+    slow_fraction: float = 0.0  # share of peers that answer late
+    slow_delay: float = 0.0     # how late, in seconds, on top of the latency model
 
 
 def peer_multiaddr(peer: WirePeer) -> str:
@@ -69,10 +71,23 @@ class PeerShard:
     def stats(self) -> dict[str, float]:
         return self._loop.run_sync(self._stats)
 
+    def start_black_hole(self) -> str:
+        """Serve a black hole for the testbed's unreachable peers; returns its address."""
+        from parsec.testbed.ghosts import serve_black_hole
+
+        return self._loop.start_service(serve_black_hole, self.spec.host)
+
     def stop(self) -> None:
         self._loop.stop()
 
     # -- on the trio thread ------------------------------------------------------
+
+    def _answer_delay(self, i: int) -> float:
+        """Every ⌈1/fraction⌉-th peer is slow: deterministic, spread over the shard."""
+        fraction = self.spec.slow_fraction
+        if fraction <= 0 or self.spec.slow_delay <= 0:
+            return 0.0
+        return self.spec.slow_delay if int((i + 1) * fraction) > int(i * fraction) else 0.0
 
     def _keypair(self, i: int):
         if self.spec.seed is None:
@@ -84,7 +99,8 @@ class PeerShard:
         async with contextlib.AsyncExitStack() as stack:
             for i in range(self.spec.peers):
                 host, listen = pylibp2p.create_host(self._keypair(i), self.spec.host, 0)
-                node = DhtNode(host, protocol_id=self.spec.protocol_id, k=self.spec.k, latency=self.spec.latency)
+                node = DhtNode(host, protocol_id=self.spec.protocol_id, k=self.spec.k, latency=self.spec.latency,
+                               answer_delay=self._answer_delay(i))
                 node.start()  # protocol registered before any connection
                 await stack.enter_async_context(host.run([listen]))
                 self.nodes.append(node)
