@@ -23,7 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil  # noqa: E402
-import trio  # noqa: E402
 
 FLEETS = ("default", "optprov", "fullrt", "pylibp2p")
 
@@ -33,51 +32,6 @@ def pct(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-class FleetHosts:
-    """One libp2p host per fleet on a trio thread of this process."""
-
-    def __init__(self, fleets: list[str], protocol_id: str, latency=None) -> None:
-        from parsec.loops import TrioThread
-
-        self.fleets = fleets
-        self.protocol_id = protocol_id
-        self.latency = latency
-        self.loop = TrioThread("bench-fleets").start()
-        self.strategies: dict = {}
-        self.ids: dict[str, bytes] = {}
-        self.loop.start_service(self._serve)
-
-    async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        from parsec.net import pylibp2p
-        from parsec.net.strategies import make_strategy
-
-        async with contextlib.AsyncExitStack() as stack:
-            background = await stack.enter_async_context(trio.open_nursery())
-            for fleet in self.fleets:
-                host, listen = pylibp2p.create_host(pylibp2p.keypair())
-                self.strategies[fleet] = make_strategy(fleet, host, background, protocol_id=self.protocol_id,
-                                                       rpc_timeout=10, latency=self.latency)
-                self.ids[fleet] = host.get_id().to_bytes()
-                await stack.enter_async_context(host.run([listen]))
-            task_status.started()
-            await trio.sleep_forever()
-
-    def timed(self, afn, *args):
-        """(result, wall seconds, CPU seconds of this trio thread) of one operation."""
-        async def run():
-            cpu, wall = time.thread_time(), time.perf_counter()
-            result = await afn(*args)
-            return result, time.perf_counter() - wall, time.thread_time() - cpu
-
-        return self.loop.run(run)
-
-    def peer_id(self, fleet: str) -> bytes:
-        return self.ids[fleet]
-
-    def stop(self) -> None:
-        self.loop.stop()
 
 
 def shard_cpu(pids: list[int]) -> float:
@@ -104,7 +58,9 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
                             name=f"bench-fleets-{size}",
                             progress=lambda line: print(f"  {line}", flush=True), latency=latency)
     pids = ray.get([shard.__ray_call__.remote(lambda self: os.getpid()) for shard in testbed.shards])
-    hosts = FleetHosts(fleets, protocol, latency)
+    from parsec.net.local import LocalFleets
+
+    hosts = LocalFleets(fleets, protocol_id=protocol, latency=latency, name="bench-fleets")
     stats = {fleet: {"provide": [], "ttfpr": [], "provide_rpcs": [], "ttfpr_rpcs": [], "provide_cpu": [],
                      "ttfpr_cpu": [], "on_true_closest": [], "errors": 0, "not_found": 0, "fell_back": 0,
                      "testbed_cpu": []} for fleet in fleets}
@@ -113,7 +69,7 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
         for fleet, strategy in hosts.strategies.items():
             _, seconds, _ = hosts.timed(strategy.join, boot)
             print(f"  {fleet}: joined in {seconds:.1f}s, routing table {strategy.routing_table_size()}", flush=True)
-        everyone = [PeerRef.from_id(p.peer_id) for p in testbed.peers] + [PeerRef.from_id(hosts.peer_id(f))
+        everyone = [PeerRef.from_id(p.peer_id) for p in testbed.peers] + [PeerRef.from_id(hosts.ids[f])
                                                                            for f in fleets]
         for _ in range(warmup):  # the optprov estimator needs completed lookups first
             for fleet in fleets:
@@ -134,7 +90,7 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
                 row["provide_cpu"].append(cpu)
                 row["provide_rpcs"].append(data.get("rpc_total", 0))
                 row["fell_back"] += bool(data.get("fell_back"))
-                provider = hosts.peer_id(fleet)
+                provider = hosts.ids[fleet]
                 truth = {p.peer_id.hex() for p in closest_peers([p for p in everyone if p.peer_id != provider],
                                                                   key_of(key), 20)}
                 targets = getattr(trace, "targets", None)  # our engine's traces name them

@@ -3,19 +3,15 @@ by each implementation is found by the others."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 
 import pytest
 import ray
-import trio
 
 from parsec.cids import cid_v0_for
 from parsec.config import TestbedSettings
-from parsec.loops import TrioThread
-from parsec.net import pylibp2p
-from parsec.net.strategies import make_strategy
+from parsec.net.local import LocalFleets
 from parsec.server.runtime import parse_bootstrap
 from parsec.testbed.external import GO_BINARY, JS_DIR
 
@@ -33,24 +29,12 @@ def mixed(ray_context):
 
     testbed = start_testbed(TestbedSettings(mix="go=20,js=20,py=40", processes=1, seed=11), PROTOCOL,
                             name=f"mix-{uuid.uuid4().hex[:6]}", progress=lambda _: None)
-    loop = TrioThread("mixed-client").start()
-    box = {}
-
-    async def serve(task_status=trio.TASK_STATUS_IGNORED):
-        async with contextlib.AsyncExitStack() as stack:
-            background = await stack.enter_async_context(trio.open_nursery())
-            host, listen = pylibp2p.create_host(pylibp2p.keypair())
-            box["py"] = make_strategy("default", host, background, protocol_id=PROTOCOL, rpc_timeout=10)
-            await stack.enter_async_context(host.run([listen]))
-            task_status.started()
-            await trio.sleep_forever()
-
+    fleets = LocalFleets(["default"], name="mixed-client")
     try:
-        loop.start_service(serve)
-        assert loop.run(box["py"].join, parse_bootstrap(testbed.bootstrap_addrs(8))) > 10
-        yield testbed, loop, box["py"]
+        assert fleets.join_all(parse_bootstrap(testbed.bootstrap_addrs(8)))["default"] > 10
+        yield testbed, fleets.loop, fleets["default"]
     finally:
-        loop.stop()
+        fleets.stop()
         testbed.stop()
 
 

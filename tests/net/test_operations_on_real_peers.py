@@ -1,7 +1,6 @@
 """Every fleet's provide and first-provider retrieval over real py-libp2p peers on
 loopback (no Ray): a 60-peer testbed shard plus one host per fleet."""
 
-import contextlib
 import os
 
 import pytest
@@ -10,9 +9,7 @@ import trio
 from parsec.cids import cid_v0_for
 from parsec.kad import PeerRef, closest_peers, key_of
 from parsec.kad.estimator import NetworkSizeEstimator
-from parsec.loops import TrioThread
-from parsec.net import pylibp2p
-from parsec.net.strategies import make_strategy
+from parsec.net.local import LocalFleets
 from parsec.server.runtime import parse_bootstrap
 from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
 
@@ -27,36 +24,18 @@ def network():
     shard = PeerShard(ShardSpec(0, 60, seed=7))
     peers = shard.start()
     shard.fill(peers)
-    loop = TrioThread("test-fleets").start()
-    strategies = {}
-
-    async def serve(task_status=trio.TASK_STATUS_IGNORED):
-        async with contextlib.AsyncExitStack() as stack:
-            background = await stack.enter_async_context(trio.open_nursery())
-            for fleet in ALL_FLEETS:
-                host, listen = pylibp2p.create_host(pylibp2p.keypair())
-                strategies[fleet] = make_strategy(fleet, host, background, protocol_id="/ipfs/kad/1.0.0",
-                                                  rpc_timeout=5)
-                await stack.enter_async_context(host.run([listen]))
-            task_status.started()
-            await trio.sleep_forever()
-
-    loop.start_service(serve)
-    boot = parse_bootstrap([peer_multiaddr(p) for p in peers[::15]])
-    for strategy in strategies.values():
-        assert loop.run(strategy.join, boot) > 20
-        assert strategy.ready()
-    yield loop, strategies, peers
-    loop.stop()
-    shard.stop()
+    fleets = LocalFleets(ALL_FLEETS, rpc_timeout=5, name="test-fleets")
+    try:
+        for fleet, size in fleets.join_all(parse_bootstrap([peer_multiaddr(p) for p in peers[::15]])).items():
+            assert size > 20 and fleets[fleet].ready(), fleet
+        yield fleets.loop, fleets.strategies, peers
+    finally:
+        fleets.stop()
+        shard.stop()
 
 
 def _everyone(peers, strategies):
     return [PeerRef.from_id(p.peer_id) for p in peers] + [strategies[f].node.me for f in FLEETS]
-
-
-def _peer_id(strategy) -> bytes:
-    return strategy.node.me.peer_id if hasattr(strategy, "node") else strategy.dht.host.get_id().to_bytes()
 
 
 def test_bootstrap_fills_standard_buckets(network):
@@ -100,7 +79,7 @@ def test_a_record_provided_by_pylibp2p_is_found_by_every_engine_fleet(network):
     loop.run(strategies["pylibp2p"].provide, key)
     for fleet in FLEETS:
         found, trace = loop.run(strategies[fleet].find_first_provider, key)
-        assert found == _peer_id(strategies["pylibp2p"]), (fleet, trace.as_dict())
+        assert found == strategies["pylibp2p"].dht.host.get_id().to_bytes(), (fleet, trace.as_dict())
 
 
 def test_optprov_falls_back_to_classic_until_the_estimator_has_data(network):

@@ -3,17 +3,15 @@ that still finish around them."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import pytest
 import trio
 
 from parsec.cids import cid_v0_for
-from parsec.loops import TrioThread
-from parsec.net import pylibp2p, wire
+from parsec.net import wire
+from parsec.net.local import LocalFleets
 from parsec.net.node import DhtNode, RpcError
-from parsec.net.strategies import make_strategy
 from parsec.server.runtime import parse_bootstrap
 from parsec.testbed.ghosts import ghost_count, ghosts
 from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
@@ -33,31 +31,20 @@ def test_dials_to_ghosts_cost_the_dial_timeout_and_lookups_still_finish():
     hole = shard.start_black_hole()
     dead = ghosts(20, hole, seed=5)
     shard.fill(live + dead)
-    loop = TrioThread("ghost-client").start()
-    box = {}
-
-    async def serve(task_status=trio.TASK_STATUS_IGNORED):
-        async with contextlib.AsyncExitStack() as stack:
-            background = await stack.enter_async_context(trio.open_nursery())
-            host, listen = pylibp2p.create_host(pylibp2p.keypair())
-            box["s"] = strategy = make_strategy("default", host, background, protocol_id="/ipfs/kad/1.0.0",
-                                                rpc_timeout=3)
-            strategy.node.dial_timeout = 0.5
-            await stack.enter_async_context(host.run([listen]))
-            task_status.started()
-            await trio.sleep_forever()
+    fleets = LocalFleets(["default"], rpc_timeout=3, name="ghost-client")
+    strategy = fleets["default"]
+    strategy.node.dial_timeout = 0.5
 
     async def dial_ghost():
-        node: DhtNode = box["s"].node
+        node: DhtNode = strategy.node
         target = node.learn(dead[0])
         started = trio.current_time()
         with pytest.raises(RpcError, match="dial timeout"):
             await node.rpc(target, wire.request(wire.PING, b""))
         return trio.current_time() - started
 
+    loop = fleets.loop
     try:
-        loop.start_service(serve)
-        strategy = box["s"]
         assert loop.run(strategy.join, parse_bootstrap([peer_multiaddr(p) for p in live[::10]])) > 10
         waited = loop.run(dial_ghost)
         assert 0.45 <= waited < 1.5
@@ -68,5 +55,5 @@ def test_dials_to_ghosts_cost_the_dial_timeout_and_lookups_still_finish():
         slow = [node for node in shard.nodes if node.answer_delay]
         assert len(slow) == 6 and all(node.answer_delay == 0.2 for node in slow)
     finally:
-        loop.stop()
+        fleets.stop()
         shard.stop()

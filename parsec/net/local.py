@@ -1,0 +1,77 @@
+"""Fleet hosts in this process: one libp2p host per fleet strategy on one trio thread.
+
+What tests, benchmarks and notebooks need to drive the strategies directly, without the
+HTTP server around them (the server runs the same strategies in ``parsec.server.runtime``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import trio
+
+from parsec.loops import TrioThread
+from parsec.net import pylibp2p
+from parsec.net.strategies import DhtStrategy, make_strategy
+
+
+class LocalFleets:
+    """Start a host per fleet (registered before it connects anywhere); call into them."""
+
+    def __init__(self, fleets: Iterable[str], *, protocol_id: str = "/ipfs/kad/1.0.0", rpc_timeout: float = 10.0,
+                 latency=None, name: str = "local-fleets") -> None:
+        self.fleets = list(fleets)
+        self.protocol_id = protocol_id
+        self.rpc_timeout = rpc_timeout
+        self.latency = latency
+        self.strategies: dict[str, DhtStrategy] = {}
+        self.ids: dict[str, bytes] = {}
+        self.loop = TrioThread(name).start()
+        try:
+            self.loop.start_service(self._serve)
+        except BaseException:
+            self.loop.stop()
+            raise
+
+    async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            background = await stack.enter_async_context(trio.open_nursery())
+            for fleet in self.fleets:
+                host, listen = pylibp2p.create_host(pylibp2p.keypair())
+                self.strategies[fleet] = make_strategy(fleet, host, background, protocol_id=self.protocol_id,
+                                                       rpc_timeout=self.rpc_timeout, latency=self.latency)
+                self.ids[fleet] = host.get_id().to_bytes()
+                await stack.enter_async_context(host.run([listen]))
+            task_status.started()
+            await trio.sleep_forever()
+
+    def __getitem__(self, fleet: str) -> DhtStrategy:
+        return self.strategies[fleet]
+
+    def run(self, afn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        return self.loop.run(afn, *args)
+
+    def timed(self, afn: Callable[..., Awaitable[Any]], *args: Any) -> tuple[Any, float, float]:
+        """(result, wall seconds, CPU seconds of the trio thread) of one operation."""
+        async def run() -> tuple[Any, float, float]:
+            cpu, wall = time.thread_time(), time.perf_counter()
+            result = await afn(*args)
+            return result, time.perf_counter() - wall, time.thread_time() - cpu
+
+        return self.loop.run(run)
+
+    def join_all(self, peers) -> dict[str, int]:
+        """Every fleet joins through ``peers`` (wire peers); routing table size per fleet."""
+        return {fleet: self.run(strategy.join, peers) for fleet, strategy in self.strategies.items()}
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def __enter__(self) -> LocalFleets:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
