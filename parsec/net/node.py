@@ -212,14 +212,22 @@ class DhtNode:
     # -- client side ---------------------------------------------------------------
 
     async def _dial(self, pid: ID, peer: PeerRef):
-        """A new connection (and the stream on it) within the dial timeout."""
+        """A new connection (and the stream on it) within the dial timeout.
+
+        A peer that cannot be dialled leaves our routing table, as go-libp2p-kad-dht
+        removes peers whose dial fails during a query: tables heal from unreachable entries.
+        """
         if self.latency is not None:
             await trio.sleep(self.latency.dial_delay(self.region, self.latency.region_index_of(peer.peer_id)))
         try:
             with trio.fail_after(self.dial_timeout):
                 return await self.host.new_stream(pid, [self.protocol_id])
         except trio.TooSlowError:
+            self.routing.remove(peer)
             raise RpcError(f"dial timeout after {self.dial_timeout:g}s") from None
+        except Exception as error:
+            self.routing.remove(peer)
+            raise RpcError(f"dial failed: {type(error).__name__}: {error}") from None
 
     async def _delay_message(self, remote: bytes, wait: bool = True) -> bool:
         """Emulated WAN: wait the one-way delay to ``remote``'s region; False if lost."""
