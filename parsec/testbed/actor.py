@@ -5,9 +5,23 @@ from __future__ import annotations
 
 import tempfile
 
+import psutil
+
 from parsec.net.wire import WirePeer
 from parsec.testbed.external import ExternalPeers, command_for
 from parsec.testbed.shard import PeerShard, ShardSpec
+
+
+def resident_bytes() -> int:
+    """RSS of this process and its children (an external program's peers live there)."""
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
 
 
 class TestbedShardActor:
@@ -27,6 +41,9 @@ class TestbedShardActor:
 
     def start_black_hole(self) -> str:
         return self.shard.start_black_hole()
+
+    def memory(self) -> int:
+        return resident_bytes()
 
     def stop(self) -> None:
         self.shard.stop()
@@ -65,6 +82,9 @@ class ExternalShardActor:
 
     def find_first_provider(self, peer_index: int, key: bytes, timeout: float = 60.0) -> dict:
         return self.peers.find_first_provider(peer_index, key, timeout)
+
+    def memory(self) -> int:
+        return resident_bytes()
 
     def stop(self) -> None:
         self.peers.stop()

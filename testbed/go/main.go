@@ -14,6 +14,8 @@
 //	{"cmd":"fill","peers":[{"id","addrs"}...]}       fill every routing table directly
 //	{"cmd":"provide","peer":i,"key":"<hex multihash>","timeout_s":180}
 //	{"cmd":"find_first_provider","peer":i,"key":"<hex multihash>","timeout_s":60}
+//	{"cmd":"bootstrap","peer":i,"peers":[{"id","addrs"}...],"timeout_s":60}
+//	                                                  join via those peers + go's own refresh
 //	{"cmd":"stats"}
 //	{"cmd":"stop"}                                    (EOF on stdin also stops)
 //
@@ -250,6 +252,13 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 			return
 		}
 		reply(peers.FindFirstProvider(ctx, i, key, timeout(60)))
+	case "bootstrap":
+		i, err := peerIndex()
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(peers.Bootstrap(ctx, i, cmd.Peers, timeout(60)))
 	case "stats":
 		if cmd.GC {
 			debug.FreeOSMemory() // a full collection, memory returned to the OS

@@ -202,12 +202,9 @@ type candidate struct {
 	addrs []ma.Multiaddr
 }
 
-// Fill puts the given peers straight into every local routing table (go's k-buckets
-// decide who stays: at most 20 per bucket, only the last bucket splits). Candidates are
-// offered closest to the local key first, so each bucket keeps the closest peers of its
-// range as the py testbed does; passes repeat while the table keeps unfolding. Addresses
-// go to the peerstore without expiry, for the peers that made it into the table only.
-func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
+// parsePeers reads peers of the control protocol ({"id","addrs"}); a trailing /p2p/<id>
+// on an address is dropped (the peerstore keys addresses by peer already).
+func parsePeers(given []PeerJSON) ([]candidate, error) {
 	cands := make([]candidate, 0, len(given))
 	for _, g := range given {
 		id, err := peer.Decode(g.ID)
@@ -220,9 +217,27 @@ func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
 			if err != nil {
 				return nil, fmt.Errorf("bad address %q of %s: %w", s, g.ID, err)
 			}
-			addrs = append(addrs, a)
+			if transport, last := ma.SplitLast(a); last != nil && last.Protocol().Code == ma.P_P2P {
+				a = transport
+			}
+			if len(a) > 0 {
+				addrs = append(addrs, a)
+			}
 		}
 		cands = append(cands, candidate{id: id, key: kb.ConvertPeerID(id), addrs: addrs})
+	}
+	return cands, nil
+}
+
+// Fill puts the given peers straight into every local routing table (go's k-buckets
+// decide who stays: at most 20 per bucket, only the last bucket splits). Candidates are
+// offered closest to the local key first, so each bucket keeps the closest peers of its
+// range as the py testbed does; passes repeat while the table keeps unfolding. Addresses
+// go to the peerstore without expiry, for the peers that made it into the table only.
+func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
+	cands, err := parsePeers(given)
+	if err != nil {
+		return nil, err
 	}
 	ps.fillMu.Lock()
 	for _, c := range cands {
@@ -378,16 +393,132 @@ func (ps *Peers) forget(p *Peer, other peer.ID) {
 	if other == p.Host.ID() {
 		return
 	}
+	pstore := p.Host.Peerstore()
+	before := pstore.Addrs(other)
 	_ = p.Host.Network().ClosePeer(other)
-	p.Host.Peerstore().ClearAddrs(other)
+	pstore.ClearAddrs(other)
 	if p.DHT.RoutingTable().Find(other) != "" {
 		ps.fillMu.RLock()
 		addrs := ps.fillAddrs[other]
 		ps.fillMu.RUnlock()
 		if len(addrs) > 0 {
-			p.Host.Peerstore().AddAddrs(other, addrs, peerstore.PermanentAddrTTL)
+			pstore.AddAddrs(other, addrs, peerstore.PermanentAddrTTL)
+		} else if len(before) > 0 {
+			// A routing-table peer learned at run time (a bootstrapped peer's table is
+			// mostly such peers): keep what we knew, with the TTL go's DHT keeps
+			// extending for table peers (persistRTPeersInPeerStore).
+			pstore.AddAddrs(other, before, peerstore.RecentlyConnectedAddrTTL)
 		}
 	}
+}
+
+// bootstrapAdmitWait bounds the wait for connected bootstrap peers to enter the routing
+// table (identify, then go's FIND_NODE liveness check, run asynchronously).
+const bootstrapAdmitWait = 10 * time.Second
+
+// Bootstrap joins local peer i to the DHT the way a go-libp2p-kad-dht node joins, instead
+// of a direct fill: the bootstrap peers' addresses go to the peerstore and each is dialled
+// (host.Connect, as go's fixLowPeers does for its BootstrapPeers); identify then hands
+// them to the DHT (EvtPeerIdentificationCompleted -> peerFound -> FIND_NODE check -> table);
+// once they are in the table, go's own routing-table refresh runs once: the refresh manager's
+// self-query plus one lookup per common-prefix length (what IpfsDHT.Bootstrap triggers
+// with RefreshNoWait; RefreshRoutingTable is the same request, whose channel tells when
+// it is done). Auto-refresh stays off: this is a one-shot join. The whole command is
+// bounded by timeout. The reply reports the routing-table size afterwards and the time
+// the whole join took; a join that did not complete answers with error set.
+func (ps *Peers) Bootstrap(ctx context.Context, i int, given []PeerJSON, timeout time.Duration) (map[string]any, error) {
+	p, err := ps.get(i)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := parsePeers(given)
+	if err != nil {
+		return nil, err
+	}
+	self := p.Host.ID()
+	targets := make([]candidate, 0, len(cands))
+	for _, c := range cands {
+		if c.id != self && len(c.addrs) > 0 {
+			targets = append(targets, c)
+		}
+	}
+	if len(targets) == 0 {
+		return nil, errors.New(`bootstrap needs "peers": [{"id","addrs"}...] other than the peer itself, with addresses`)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	rt := p.DHT.RoutingTable()
+	result := func(connected int, errText string) map[string]any {
+		return map[string]any{"rt_size": rt.Size(), "duration_ns": time.Since(start).Nanoseconds(),
+			"error": errText, "connected": connected}
+	}
+
+	// 1. Addresses to the peerstore (remembered like fill's: forget keeps them for table
+	//    peers), then dial, a few at a time. The DHT's host: with --latency, dials pay
+	//    the dial delay.
+	h := p.DHT.Host()
+	ps.fillMu.Lock()
+	for _, c := range targets {
+		ps.fillAddrs[c.id] = c.addrs
+	}
+	ps.fillMu.Unlock()
+	var mu sync.Mutex
+	var connected []peer.ID
+	var dialErrs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, c := range targets {
+		h.Peerstore().AddAddrs(c.id, c.addrs, peerstore.PermanentAddrTTL)
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			err := h.Connect(ctx, peer.AddrInfo{ID: c.id, Addrs: c.addrs})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				dialErrs = append(dialErrs, fmt.Errorf("%s: %w", c.id, err))
+			} else {
+				connected = append(connected, c.id)
+			}
+		})
+	}
+	wg.Wait()
+	if len(connected) == 0 {
+		return result(0, fmt.Sprintf("could not connect to any bootstrap peer: %v", errors.Join(dialErrs...))), nil
+	}
+
+	// 2. Wait (bounded) until the connected bootstrap peers are in the routing table.
+	admit, stopAdmit := context.WithTimeout(ctx, bootstrapAdmitWait)
+	for {
+		in := 0
+		for _, id := range connected {
+			if rt.Find(id) != "" {
+				in++
+			}
+		}
+		if in == len(connected) || sleepCtx(admit, 20*time.Millisecond) != nil {
+			break
+		}
+	}
+	stopAdmit()
+	if rt.Size() == 0 {
+		if ctx.Err() != nil {
+			return result(len(connected), fmt.Sprintf("bootstrap not done within %s: %v", timeout, ctx.Err())), nil
+		}
+		return result(len(connected), "no bootstrap peer entered the routing table"), nil
+	}
+
+	// 3. go's own routing-table refresh, once, waited for.
+	select {
+	case rerr := <-p.DHT.RefreshRoutingTable():
+		if rerr != nil {
+			return result(len(connected), "refresh: "+rerr.Error()), nil
+		}
+	case <-ctx.Done():
+		return result(len(connected), fmt.Sprintf("bootstrap not done within %s: %v", timeout, ctx.Err())), nil
+	}
+	return result(len(connected), ""), nil
 }
 
 // RoutingTableSizes of every local peer, in order.

@@ -19,6 +19,9 @@
 //                                                    → {"duration_ns","error","add_provider_sent","rpcs"}
 //   find_first_provider {"cmd":"find_first_provider","peer":i,"key":…,"timeout_s":60}
 //                                                    → {"duration_ns","provider","error","rpcs"}
+//   bootstrap           {"cmd":"bootstrap","peer":i,"peers":[{"id","addrs"}…],"timeout_s":60}
+//                                                    → {"rt_size","duration_ns","error","connected"}
+//                       (dial those peers, then kad-dht's own self-query + table refresh once)
 //   stats               {"cmd":"stats"}                → peers, routing tables, memory
 //   stop                {"cmd":"stop"}                 → stops every node, exits 0 (EOF too)
 //
@@ -67,6 +70,7 @@ const START_CONCURRENCY = 8
 const STOP_GRACE_MS = 15_000
 const KAD_PEER_TAG = 'kad-peer' // @libp2p/kad-dht KAD_PEER_TAG_NAME
 const FILLED = Symbol('parsec-fill')
+const BOOTSTRAP_ADMIT_WAIT_MS = 10_000 // bootstrap: wait for the dialled peers to enter the table
 const TRACE = process.env.PARSEC_JS_TRACE === '1'
 
 // ---------------------------------------------------------------------------------------
@@ -620,6 +624,119 @@ async function findFirstProvider (node, cid, timeoutS) {
   return { duration_ns: duration, provider: provider ? provider.toString() : '', error, rpcs: counts }
 }
 
+/**
+ * bootstrap: one node joins the DHT the js-libp2p way instead of a direct fill. As
+ * @libp2p/bootstrap does, the bootstrap peers' addresses go to the peer store and each is
+ * dialled; identify then reports the kad protocol, kad-dht's topology listener queues them
+ * for the routing table (ping first, as for any new contact) and we wait (bounded) until
+ * they are in. Then kad-dht's own join work runs once: the self-query (QuerySelf, what a
+ * stock node runs 1 s after start; here its timer is pushed out, so it is run by hand) and
+ * the routing-table refresh (`dht.refreshRoutingTable()`, forced: one lookup per tracked
+ * common-prefix length), waited for. Both periodic timers stay ~24.8 days out, as for
+ * every testbed peer. Bounded by timeout_s.
+ */
+async function bootstrap (node, list, timeoutS) {
+  if (!Array.isArray(list)) throw new Error('bootstrap needs "peers": [{"id","addrs"}…]')
+  const selfId = node.peerId.toString()
+  const targets = []
+  for (const entry of list) {
+    const text = String(entry?.id)
+    if (text === selfId || targets.some(t => t.text === text)) continue
+    const multiaddrs = (entry.addrs ?? []).map(a => multiaddr(String(a)).decapsulateCode(P2P_CODE))
+    if (multiaddrs.length > 0) targets.push({ id: peerIdFromString(text), text, multiaddrs })
+  }
+  if (targets.length === 0) throw new Error('bootstrap needs "peers" other than the peer itself, with addresses')
+  const dht = node.services.dht
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new TimeoutError(`bootstrap not done within ${timeoutS}s`)), timeoutS * 1000)
+  const signal = controller.signal
+  const start = process.hrtime.bigint()
+  let connected = []
+  let error = ''
+  try {
+    // 1. addresses to the peer store, then dial (all at once: bootstrap lists are short)
+    for (const target of targets) await node.peerStore.merge(target.id, { multiaddrs: target.multiaddrs })
+    const dials = await Promise.allSettled(targets.map(t => node.dial(t.id, { signal })))
+    connected = targets.filter((_, i) => dials[i].status === 'fulfilled')
+    if (connected.length === 0) {
+      signal.throwIfAborted()
+      const reasons = dials.map((d, i) => `${targets[i].text}: ${errorText(d.reason)}`)
+      throw new Error(`could not connect to any bootstrap peer: ${reasons.join('; ')}`)
+    }
+    // 2. wait until they are in the routing table (identify → topology → ping → add)
+    const admitDeadline = Date.now() + BOOTSTRAP_ADMIT_WAIT_MS
+    while (Date.now() < admitDeadline) {
+      let inTable = 0
+      for (const target of connected) {
+        if (await dht.routingTable.find(target.id) != null) inTable++
+      }
+      if (inTable === connected.length) break
+      await sleep(20, signal)
+    }
+    if (dht.routingTable.size === 0) throw new Error('no bootstrap peer entered the routing table')
+    // 3. kad-dht's own self-query, then its routing-table refresh, once each
+    await runOnce(() => selfQuery(dht), signal, () => dht.querySelf.controller?.abort())
+    await runOnce(() => refreshTableOnce(dht, signal), signal)
+  } catch (err) {
+    error = signal.aborted ? errorText(signal.reason) : errorText(err)
+  } finally {
+    clearTimeout(timer)
+  }
+  return {
+    rt_size: dht.routingTable.size,
+    duration_ns: Number(process.hrtime.bigint() - start),
+    error,
+    connected: connected.length
+  }
+}
+
+/** `work()` raced against `signal` (`onAbort` tells the work to stop when the signal wins). */
+async function runOnce (work, signal, onAbort) {
+  signal.throwIfAborted()
+  const aborted = new Promise((resolve, reject) => {
+    signal.addEventListener('abort', () => { onAbort?.(); reject(signal.reason) }, { once: true })
+  })
+  aborted.catch(() => {})
+  await Promise.race([work(), aborted])
+}
+
+/** QuerySelf.querySelf(): the stock self-query (getClosestPeers(self), 5 s first-run timeout). */
+async function selfQuery (dht) {
+  clearTimeout(dht.querySelf.timeoutId) // the pending (~24.8-day) timer: querySelf schedules the next one itself
+  await dht.querySelf.querySelf()
+}
+
+/**
+ * `dht.refreshRoutingTable()` starts RoutingTableRefresh.refreshTable(true) without waiting
+ * for it; refreshTable always ends by scheduling its next run (`this.refreshTimeoutId =
+ * setTimeout(…)`, whatever its lookups did), so that assignment is the "done" signal.
+ */
+const refreshing = new WeakMap() // dht → the refresh a bootstrap is waiting for (joined, not doubled)
+
+function refreshTableOnce (dht, signal) {
+  const running = refreshing.get(dht)
+  if (running != null) return running
+  const refresh = dht.routingTableRefresh
+  const done = new Promise(resolve => {
+    clearTimeout(refresh.refreshTimeoutId) // the pending (~24.8-day) run: refreshTable schedules the next one
+    let current = refresh.refreshTimeoutId
+    const restore = value => {
+      Object.defineProperty(refresh, 'refreshTimeoutId', { value, writable: true, configurable: true, enumerable: true })
+    }
+    Object.defineProperty(refresh, 'refreshTimeoutId', {
+      configurable: true,
+      enumerable: true,
+      get: () => current,
+      set: value => { current = value; restore(value); resolve() }
+    })
+    signal.addEventListener('abort', () => { restore(current); resolve() }, { once: true })
+    dht.refreshRoutingTable({ signal }).catch(() => {})
+  })
+  refreshing.set(dht, done)
+  done.finally(() => refreshing.delete(dht))
+  return done
+}
+
 /** Hang up on a provider and drop its addresses, unless the routing table needs them (as parsec.net.node.forget). */
 async function forget (node, peerId) {
   try { await node.hangUp(peerId) } catch {}
@@ -710,6 +827,7 @@ async function main () {
     fill: cmd => fill(nodes, cmd.peers),
     provide: cmd => provide(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 180)),
     find_first_provider: cmd => findFirstProvider(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 60)),
+    bootstrap: cmd => bootstrap(nodeAt(nodes, cmd.peer), cmd.peers, timeoutOf(cmd, 60)),
     stats: () => collectStats(nodes, started),
     stop: async () => { await stopAll(nodes); return {} }
   }
