@@ -52,7 +52,7 @@ def _split_list(value: object) -> object:
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
-FLEETS = ("default", "optprov", "fullrt", "pylibp2p")
+FLEETS = ("default", "optprov", "fullrt", "pylibp2p", "go", "js")
 AMINO_BOOTSTRAP = (
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",

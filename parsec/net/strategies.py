@@ -12,6 +12,8 @@ the same small interface, so the server's HTTP backend times them all the same w
 - ``fullrt``   crawl the whole network at join and every hour; provide straight to the 20
   closest of the crawled table; lookups start from it; not ready before the first crawl.
 - ``pylibp2p`` py-libp2p's own ``KadDHT`` unchanged (``parsec.net.stock``).
+- ``go`` / ``js`` one go-libp2p-kad-dht / js-libp2p peer in a child program does the DHT
+  work with its own code (``parsec.net.external_strategy``).
 """
 
 from __future__ import annotations
@@ -195,6 +197,10 @@ def make_strategy(fleet: str, host: IHost, background: trio.Nursery, *, protocol
         if latency is not None:
             log.warning("pylibp2p fleet: py-libp2p's KadDHT runs unchanged, so its own messages are not delayed")
         return StockStrategy(host, background, protocol_id=protocol_id, rpc_timeout=rpc_timeout)
+    if fleet in ("go", "js"):
+        from parsec.net.external_strategy import ExternalStrategy
+
+        return ExternalStrategy(fleet, protocol_id=protocol_id, latency=latency, rpc_timeout=rpc_timeout)
     if fleet not in ENGINE_FLEETS:
         raise ValueError(f"unknown fleet {fleet!r}")
     node = DhtNode(host, protocol_id=protocol_id, rpc_timeout=rpc_timeout, latency=latency)

@@ -186,8 +186,15 @@ class ServerRuntime:
                 self._strategy = strategy
                 self.status.peer_id = host.get_id().to_base58()
                 self.status.peer_port = int(pylibp2p.listen_addrs(host)[0].value_for_protocol("tcp"))
+                if hasattr(strategy, "start"):  # another implementation's peer does the DHT work
+                    await strategy.start()
+                    self.status.peer_id, self.status.peer_port = strategy.peer_id, strategy.peer_port
                 task_status.started()
-                await trio.sleep_forever()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    if hasattr(strategy, "stop"):
+                        strategy.stop()
 
     async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
         config = HypercornConfig()

@@ -43,7 +43,8 @@ class StrategyBackend:
         except RpcError as failure:
             error = str(failure) or "provide failed"
         elapsed = time.perf_counter_ns() - started
-        return OperationResult(elapsed, error, self.routing_table_size(), trace.as_dict() if trace else None)
+        detail = trace.as_dict() if trace else None
+        return OperationResult(_measured(detail, elapsed), error, self.routing_table_size(), detail)
 
     async def retrieve(self, key: bytes) -> OperationResult:
         await self._settled.wait()  # the previous probe's provider is forgotten first
@@ -53,7 +54,10 @@ class StrategyBackend:
         if provider is not None:
             self._forget_later(provider)
         error = "" if provider is not None else "not found"
-        return OperationResult(elapsed, error, self.routing_table_size(), trace.as_dict())
+        detail = trace.as_dict()
+        if provider is None and detail.get("error"):  # another implementation's failure text
+            error = str(detail["error"])
+        return OperationResult(_measured(detail, elapsed), error, self.routing_table_size(), detail)
 
     def _forget_later(self, peer_id: bytes) -> None:
         """Disconnect from the provider behind the answer (closing can take 100+ ms)."""
@@ -66,3 +70,11 @@ class StrategyBackend:
                 settled.set()
 
         self._spawn(forget)
+
+
+def _measured(detail: dict | None, elapsed_ns: int) -> int:
+    """The DHT call's own duration when the implementation timed it (a Go or Node peer
+    times its call in-process, without our IPC hop); else our wall clock around it."""
+    if detail and isinstance(detail.get("duration_ns"), int) and detail["duration_ns"] > 0:
+        return detail["duration_ns"]
+    return elapsed_ns

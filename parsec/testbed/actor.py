@@ -8,7 +8,7 @@ import tempfile
 import psutil
 
 from parsec.net.wire import WirePeer
-from parsec.testbed.external import ExternalPeers, command_for
+from parsec.net.external import ExternalPeers, command_for
 from parsec.testbed.shard import PeerShard, ShardSpec
 
 

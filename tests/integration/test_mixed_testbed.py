@@ -13,7 +13,7 @@ from parsec.cids import cid_v0_for
 from parsec.config import TestbedSettings
 from parsec.net.local import LocalFleets
 from parsec.server.runtime import parse_bootstrap
-from parsec.testbed.external import GO_BINARY, JS_DIR
+from parsec.net.external import GO_BINARY, JS_DIR
 
 pytestmark = [
     pytest.mark.integration,

@@ -26,7 +26,7 @@ from libp2p.peer.id import ID
 from parsec.cids import cid_v0_for
 from parsec.net.local import LocalFleets
 from parsec.server.runtime import parse_bootstrap
-from parsec.testbed.external import (
+from parsec.net.external import (
     GO_BINARY,
     ExternalPeers,
     ExternalPeersError,

@@ -1,4 +1,4 @@
-"""go-libp2p-kad-dht testbed peers (testbed/go, driven by parsec.testbed.external): real processes.
+"""go-libp2p-kad-dht testbed peers (testbed/go, driven by parsec.net.external): real processes.
 
 30 Go peers in one process and a 30-peer py ``PeerShard`` share a non-default protocol
 prefix; every routing table is filled from the union. A py host running our ``default``
@@ -31,7 +31,7 @@ from parsec.latency import LatencyModel
 from parsec.loops import TrioThread
 from parsec.net import pylibp2p
 from parsec.net.strategies import make_strategy
-from parsec.testbed.external import GO_BINARY, ExternalPeers, ExternalPeersError, go_available, go_command
+from parsec.net.external import GO_BINARY, ExternalPeers, ExternalPeersError, go_available, go_command
 from parsec.testbed.shard import PeerShard, ShardSpec
 
 pytestmark = pytest.mark.integration

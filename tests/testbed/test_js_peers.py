@@ -31,7 +31,7 @@ from parsec.latency import LatencyModel
 from parsec.loops import TrioThread
 from parsec.net import pylibp2p
 from parsec.net.strategies import make_strategy
-from parsec.testbed.external import ExternalPeers, ExternalPeersError
+from parsec.net.external import ExternalPeers, ExternalPeersError
 from parsec.testbed.shard import PeerShard, ShardSpec
 
 pytestmark = pytest.mark.integration

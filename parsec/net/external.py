@@ -45,7 +45,7 @@ from libp2p.peer.id import ID
 
 from parsec.net.wire import WirePeer
 
-log = logging.getLogger("parsec.testbed.external")
+log = logging.getLogger("parsec.net.external")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GO_BINARY = REPO_ROOT / "testbed" / "go" / "bin" / "parsec-go-peers"
@@ -72,7 +72,7 @@ def go_command(binary_path: Path | str | None = None) -> list[str]:
     return [str(candidate)]
 
 
-JS_DIR = Path(__file__).resolve().parents[2] / "testbed" / "js"
+JS_DIR = REPO_ROOT / "testbed" / "js"
 
 
 def js_command() -> list[str]:
@@ -242,6 +242,12 @@ class ExternalPeers:
         """Time to the first provider record of ``key`` from peer ``peer_index``."""
         return self._request({"cmd": "find_first_provider", "peer": peer_index, "key": key.hex(),
                               "timeout_s": timeout}, timeout=timeout + REPLY_MARGIN)
+
+    def bootstrap(self, peer_index: int, bootstrap: list[WirePeer], timeout: float = 60.0) -> dict:
+        """Join the DHT the implementation's own way: dial ``bootstrap``, run its refresh."""
+        command = {"cmd": "bootstrap", "peer": peer_index, "peers": [wire_peer_to_json(p) for p in bootstrap],
+                   "timeout_s": timeout}
+        return self._request(command, timeout + 30)
 
     def stats(self, timeout: float = 30.0) -> dict:
         return self._request({"cmd": "stats"}, timeout=timeout)
