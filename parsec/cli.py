@@ -43,7 +43,8 @@ def cmd_testbed(args: argparse.Namespace) -> int:
     from parsec.demo import start_ray
     from parsec.deploy import start_testbed
 
-    settings = load(TestbedSettings, **peers_option(args.peers), processes=args.processes, seed=args.seed)
+    settings = load(TestbedSettings, **peers_option(args.peers), processes=args.processes, seed=args.seed,
+                    unreachable=args.unreachable)
     network = _network(args)
     start_ray(args.ray_address)
     testbed = start_testbed(settings, network.protocol_id, name=args.name, latency=network.latency_model())
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("testbed", help="start a local DHT of real py-libp2p peers on Ray")
     p.add_argument("--peers", help="number of py peers (default 200) or a mix, e.g. go=300,js=100,py=100")
     p.add_argument("--latency", help="emulate WAN latency: 'default' or a matrix JSON file (default off)")
+    p.add_argument("--unreachable", type=float,
+                   help="share of routing-table peers that never answer (default 0; the public DHT ≈0.45)")
     p.add_argument("--processes", type=int, help="shard actors (default 2)")
     p.add_argument("--seed", type=int, help="reproducible peer identities")
     p.add_argument("--name", default="testbed", help="actor name prefix")

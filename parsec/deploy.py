@@ -115,12 +115,13 @@ def deploy_server(config: ServerActorConfig, resources: dict | None = None):
 
 
 def wait_ready(actors: list, timeout: float = 120.0, progress=print) -> list[dict]:
-    """Poll server actors until every one reports ready; raises TimeoutError with details."""
+    """Poll server actors until every one is ready and has written a heartbeat (so a
+    scheduler started now discovers it); raises TimeoutError with details."""
     deadline = time.monotonic() + timeout
     last = ""
     while True:
         statuses = ray.get([actor.status.remote() for actor in actors])
-        ready = sum(1 for status in statuses if status["ready"])
+        ready = sum(1 for status in statuses if status["ready"] and status["heartbeats"] > 0)
         line = f"servers ready: {ready}/{len(actors)}"
         if line != last:
             progress(line)
@@ -129,7 +130,7 @@ def wait_ready(actors: list, timeout: float = 120.0, progress=print) -> list[dic
             return statuses
         if time.monotonic() > deadline:
             problems = "; ".join(f"{s['name']}: {s['error'] or 'rt=' + str(s['routing_table_size'])}"
-                                 for s in statuses if not s["ready"])
+                                 for s in statuses if not (s["ready"] and s["heartbeats"]))
             raise TimeoutError(f"servers not ready after {timeout:.0f}s: {problems}")
         time.sleep(0.5)
 

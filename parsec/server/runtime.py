@@ -47,6 +47,7 @@ class ServerStatus:
     node_id: int | None = None
     joined: bool = False
     ready: bool = False
+    heartbeats: int = 0  # written while ready; the scheduler discovers nodes by them
     routing_table_size: int = 0
     error: str = ""
 
@@ -266,6 +267,7 @@ class ServerRuntime:
                         log.warning("node %s was marked offline; registering again", self.status.node_id)
                         self.status.node_id = await self._repo.insert_node(info)
                         await self._repo.heartbeat(self.status.node_id)
+                    self.status.heartbeats += 1
                 except Exception as error:  # a database outage must not end the server
                     log.warning("heartbeat failed: %s", error)
                 await asyncio.sleep(self.settings.heartbeat_interval)
