@@ -17,7 +17,7 @@ import json
 import os
 import statistics
 import sys
-import time
+
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -35,17 +35,15 @@ from .keyspace import (
 )
 from .lookup import UNREACHABLE, Followup, Goal, Lookup, LookupResult, PeerState, Phase, Reason
 from .optprov import (
-    OPTPROV_POOL_SIZE,
     OPTPROV_RETURN_AFTER,
-    BackgroundPool,
     ClassicProvide,
     OptimisticProvide,
     ProvideOperation,
     ProvideResult,
     Request,
     RequestKind,
-    StoreState,
 )
+from .stores import OPTPROV_POOL_SIZE, BackgroundPool, StoreState
 from .routing import RoutingTable
 
 __all__ = [

@@ -27,7 +27,8 @@ from libp2p.abc import IHost
 from parsec.kad import PeerRef, key_of
 from parsec.kad.estimator import NetworkSizeEstimator
 from parsec.kad.fullrt import FullRoutingTable, NotReady
-from parsec.kad.optprov import BackgroundPool, ClassicProvide, OptimisticProvide
+from parsec.kad.optprov import ClassicProvide, OptimisticProvide
+from parsec.kad.stores import BackgroundPool
 from parsec.net import driver
 from parsec.net.driver import Trace
 from parsec.net.node import DhtNode, RpcError
