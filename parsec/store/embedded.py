@@ -108,6 +108,8 @@ async def _provision(socket_dir: Path, port: int, password: str) -> None:
         verb = "ALTER" if exists else "CREATE"
         quoted = password.replace("'", "''")
         await conn.execute(f"{verb} ROLE {ROLE} LOGIN CREATEDB PASSWORD '{quoted}'")
+        # DROP DATABASE … WITH (FORCE) must be able to end an autovacuum worker on it
+        await conn.execute(f"GRANT pg_signal_backend TO {ROLE}")
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
             await conn.execute(f"CREATE DATABASE {DATABASE} OWNER {ROLE}")
     finally:
