@@ -13,7 +13,6 @@ strategy joins through a few of them (the honest way), then:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -23,14 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import trio
 from libp2p.peer.id import ID
 
 from parsec.cids import cid_v0_for
 from parsec.latency import LatencyModel
-from parsec.loops import TrioThread
-from parsec.net import pylibp2p
-from parsec.net.strategies import make_strategy
+from parsec.net.local import LocalFleets
 from parsec.net.external import GO_BINARY, ExternalPeers, ExternalPeersError, go_available, go_command
 from parsec.testbed.shard import PeerShard, ShardSpec
 
@@ -62,7 +58,7 @@ def go_binary() -> Path:
 def network(go_binary):
     go = ExternalPeers(go_command(go_binary), peers=N_GO, protocol_prefix=PREFIX, seed=21, name="go-test")
     shard = PeerShard(ShardSpec(0, N_PY, protocol_id=PROTOCOL, seed=21))
-    loop = TrioThread("test-go-peers")
+    fleets = None
     try:
         go_peers = go.start()
         py_peers = shard.start()
@@ -70,26 +66,14 @@ def network(go_binary):
         filled = go.fill(union)
         shard.fill(union)
 
-        loop.start()
-        holder = {}
-
-        async def serve(task_status=trio.TASK_STATUS_IGNORED):
-            async with contextlib.AsyncExitStack() as stack:
-                background = await stack.enter_async_context(trio.open_nursery())
-                host, listen = pylibp2p.create_host(pylibp2p.keypair())
-                holder["strategy"] = make_strategy("default", host, background, protocol_id=PROTOCOL,
-                                                   rpc_timeout=5)
-                await stack.enter_async_context(host.run([listen]))
-                task_status.started()
-                await trio.sleep_forever()
-
-        loop.start_service(serve)
-        strategy = holder["strategy"]
+        fleets = LocalFleets(["default"], protocol_id=PROTOCOL, rpc_timeout=5, name="test-go-peers")
+        loop, strategy = fleets.loop, fleets["default"]
         assert loop.run(strategy.join, go_peers[::10] + py_peers[::10]) > 20  # 3 Go + 3 py bootstrap peers
         yield {"go": go, "shard": shard, "loop": loop, "strategy": strategy, "filled": filled,
                "go_peers": go_peers, "py_peers": py_peers}
     finally:
-        loop.stop()
+        if fleets is not None:
+            fleets.stop()
         shard.stop()
         go.stop()
 

@@ -13,7 +13,6 @@ slow lookup not blocking other commands.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -23,14 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import trio
 from libp2p.peer.id import ID
 
 from parsec.cids import cid_v0_for
 from parsec.latency import LatencyModel
-from parsec.loops import TrioThread
-from parsec.net import pylibp2p
-from parsec.net.strategies import make_strategy
+from parsec.net.local import LocalFleets
 from parsec.net.external import ExternalPeers, ExternalPeersError
 from parsec.testbed.shard import PeerShard, ShardSpec
 
@@ -66,7 +62,7 @@ def js_built() -> Path:
 def network(js_built):
     js = ExternalPeers(js_command(), peers=N_JS, protocol_prefix=PREFIX, seed=11, name="js")
     shard = PeerShard(ShardSpec(0, N_PY, protocol_id=PROTOCOL, seed=11))
-    loop = TrioThread("test-js-peers")
+    fleets = None
     try:
         js_peers = js.start()
         py_peers = shard.start()
@@ -74,26 +70,14 @@ def network(js_built):
         filled = js.fill(union, timeout=60)
         shard.fill(union)
 
-        loop.start()
-        holder = {}
-
-        async def serve(task_status=trio.TASK_STATUS_IGNORED):
-            async with contextlib.AsyncExitStack() as stack:
-                background = await stack.enter_async_context(trio.open_nursery())
-                host, listen = pylibp2p.create_host(pylibp2p.keypair())
-                holder["strategy"] = make_strategy("default", host, background, protocol_id=PROTOCOL,
-                                                   rpc_timeout=5)
-                await stack.enter_async_context(host.run([listen]))
-                task_status.started()
-                await trio.sleep_forever()
-
-        loop.start_service(serve)
-        strategy = holder["strategy"]
+        fleets = LocalFleets(["default"], protocol_id=PROTOCOL, rpc_timeout=5, name="test-js-peers")
+        loop, strategy = fleets.loop, fleets["default"]
         bootstrap = js_peers[::10] + py_peers[::10]  # 3 js + 3 py
         assert loop.run(strategy.join, bootstrap) > 20
         yield {"js": js, "loop": loop, "strategy": strategy, "filled": filled, "js_peers": js_peers}
     finally:
-        loop.stop()
+        if fleets is not None:
+            fleets.stop()
         shard.stop()
         js.stop()
 
