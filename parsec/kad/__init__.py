@@ -33,7 +33,8 @@ from .keyspace import (
     normalized_distance,
     sort_by_distance,
 )
-from .lookup import UNREACHABLE, Followup, Goal, Lookup, LookupResult, PeerState, Phase, Reason
+from .lookup import Lookup
+from .lookup_types import UNREACHABLE, Followup, Goal, LookupResult, PeerState, Phase, Reason
 from .optprov import (
     OPTPROV_RETURN_AFTER,
     ClassicProvide,

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 from .keyspace import KEY_BITS, Key, PeerRef, common_prefix_len, normalized_distance
 
 if TYPE_CHECKING:  # only for annotations: keep the import graph flat at runtime
-    from .lookup import LookupResult
+    from .lookup_types import LookupResult
     from .routing import RoutingTable
 
 OPTPROV_INDIVIDUAL_CERTAINTY = 0.9

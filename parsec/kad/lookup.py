@@ -62,36 +62,15 @@ Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
 from __future__ import annotations
 
 import bisect
-import enum
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
-from typing import Literal
 
 from .keyspace import Key, PeerRef
-
-Goal = Literal["closest", "providers"]
-Phase = Literal["walk", "followup", "done"]
-Reason = Literal["found", "converged", "exhausted", "stopped"]
-Followup = Literal["once", "refill", "off"]
-
-
-class PeerState(enum.Enum):
-    """Where a peer stands in one lookup (go-libp2p-kad-dht's qpeerset states, plus two)."""
-
-    HEARD = "heard"
-    WAITING = "waiting"
-    RESPONDED = "responded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    ABANDONED = "abandoned"
-
-
-UNREACHABLE = frozenset({PeerState.FAILED, PeerState.TIMED_OUT})
-"""States that exclude a peer from the closest-known set and from the termination rule."""
+from .lookup_types import UNREACHABLE, Followup, Goal, LookupResult, PeerState, Phase, Reason
 
 _PENDING = frozenset({PeerState.HEARD, PeerState.WAITING})
 _IGNORED_LATE = frozenset({PeerState.TIMED_OUT, PeerState.ABANDONED})
@@ -107,56 +86,6 @@ class _Candidate:
 
 
 _by_distance = attrgetter("distance")
-
-
-@dataclass(frozen=True, slots=True)
-class LookupResult:
-    """What a lookup found and what it cost. Times are in the driver's clock.
-
-    ``closest``: the k closest peers that responded, closest first.
-    ``closest_known``: the k closest peers not unreachable (responded, or heard/waiting)
-    when the walk ended — go's lookup result, the peers its Provide sends ADD_PROVIDER to.
-    ``providers``: distinct provider records, in arrival order (at most ``max_providers``
-    when that is > 0).
-    ``found``: goal "providers" — at least one provider; goal "closest" — at least one
-    peer responded.
-    ``hops``: the hop of the peer that returned the first provider; otherwise the largest hop
-    among ``closest`` (0 if none).
-    ``rpcs`` counts requests sent (``followup_rpcs`` of them in the followup);
-    ``peers_contacted`` equals ``rpcs`` because no peer is asked twice; ``peers_seen`` counts
-    every distinct peer the lookup heard of. ``errors`` tallies ``on_failure`` error strings.
-    ``reason``, ``walk_ended_at`` and ``finished_at`` are None while the lookup runs.
-    """
-
-    target: Key
-    goal: Goal
-    reason: Reason | None
-    closest: list[PeerRef]
-    closest_known: list[PeerRef]
-    providers: list[PeerRef]
-    found: bool
-    exhausted: bool
-    hops: int
-    rpcs: int
-    followup_rpcs: int
-    responses: int
-    failures: int
-    timeouts: int
-    late_responses: int
-    peers_contacted: int
-    peers_seen: int
-    started_at: float
-    first_response_at: float | None
-    last_response_at: float | None
-    first_provider_at: float | None
-    walk_ended_at: float | None
-    finished_at: float | None
-    errors: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish, None while running."""
-        return None if self.finished_at is None else self.finished_at - self.started_at
 
 
 class Lookup:

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from .keyspace import Key, PeerRef, normalized_distance
-from .lookup import Lookup, LookupResult
+from .lookup import Lookup
+from .lookup_types import LookupResult
 from .stores import BackgroundPool, StoreSet, StoreState
 
 RequestKind = Literal["find_node", "get_providers", "add_provider"]
