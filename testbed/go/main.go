@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	logging "github.com/ipfs/go-log/v2"
 )
 
@@ -221,18 +222,22 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 		}
 		return *cmd.Peer, nil
 	}
+	// provide and find_first_provider both name a peer and a key
+	peerAndKey := func() (int, cid.Cid, error) {
+		i, err := peerIndex()
+		if err != nil {
+			return 0, cid.Undef, err
+		}
+		key, err := ParseKey(cmd.Key)
+		return i, key, err
+	}
 	switch cmd.Cmd {
 	case "fill":
 		res, err := peers.Fill(cmd.Peers)
 		debug.FreeOSMemory() // filling leaves much garbage behind: give it back now
 		reply(res, err)
 	case "provide":
-		i, err := peerIndex()
-		if err != nil {
-			reply(nil, err)
-			return
-		}
-		key, err := ParseKey(cmd.Key)
+		i, key, err := peerAndKey()
 		if err != nil {
 			reply(nil, err)
 			return
@@ -241,12 +246,7 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 		defer cancel()
 		reply(peers.Provide(pctx, i, key))
 	case "find_first_provider":
-		i, err := peerIndex()
-		if err != nil {
-			reply(nil, err)
-			return
-		}
-		key, err := ParseKey(cmd.Key)
+		i, key, err := peerAndKey()
 		if err != nil {
 			reply(nil, err)
 			return

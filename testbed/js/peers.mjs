@@ -303,6 +303,18 @@ function installLatency (node, dht) {
   const failed = (to, error, options) =>
     emit(options, 'query-error', { name: 'QUERY_ERROR', type: 3, from: to, error, path: options.path })
 
+  // wait the one-way delay to `to`; the failure event to yield if the wait was aborted
+  const delayTo = async (to, options) => {
+    const ms = model.oneWayMs(self, regionOf(to), rng)
+    try {
+      await sleep(ms, options.signal)
+    } catch (err) {
+      return failed(to, err, options)
+    }
+    stats.outboundDelayedMs += ms
+    return null
+  }
+
   net.sendRequest = async function * (to, msg, options = {}) {
     if (model.dropped(rng)) {
       stats.dropped++
@@ -319,14 +331,11 @@ function installLatency (node, dht) {
       }
       return
     }
-    const ms = model.oneWayMs(self, regionOf(to), rng)
-    try {
-      await sleep(ms, options.signal)
-    } catch (err) {
-      yield failed(to, err, options)
+    const late = await delayTo(to, options)
+    if (late) {
+      yield late
       return
     }
-    stats.outboundDelayedMs += ms
     yield * sendRequest(to, msg, options)
   }
 
@@ -342,14 +351,11 @@ function installLatency (node, dht) {
       }
       return
     }
-    const ms = model.oneWayMs(self, regionOf(to), rng)
-    try {
-      await sleep(ms, options.signal)
-    } catch (err) {
-      yield failed(to, err, options)
+    const late = await delayTo(to, options)
+    if (late) {
+      yield late
       return
     }
-    stats.outboundDelayedMs += ms
     yield * sendMessage(to, msg, options)
   }
 
