@@ -54,7 +54,8 @@ def start_ray(address: str | None):
         say(f"joining Ray at {address}")
         return ray.init(address=address, namespace="parsec", log_to_driver=False)
     say("starting a private local Ray cluster")
-    return ray.init(namespace="parsec", include_dashboard=True, dashboard_host="127.0.0.1",
+    # "local": a fresh cluster even when `ray start` left one running on this machine
+    return ray.init(address="local", namespace="parsec", include_dashboard=True, dashboard_host="127.0.0.1",
                     log_to_driver=False, num_cpus=os.cpu_count() or 2)
 
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The test suite with real services: a PostgreSQL server and a local Ray head, both
-# started here and stopped on exit (by their own data dir / ray stop), then pytest.
+# started here and stopped on exit (by their own data dir / the PID of our `ray start
+# --block`, which takes its Ray processes with it — never `ray stop`, which would end every
+# Ray cluster on the machine), then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export RAY_USAGE_STATS_ENABLED=0 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled
 work=$(mktemp -d /tmp/parsec-test.XXXXXX)
 chmod 755 "$work"
-started_ray=0
+ray_pid=
 cleanup() {
-  [ "$started_ray" = 1 ] && .venv/bin/ray stop --force >/dev/null 2>&1 || true
+  if [ -n "$ray_pid" ]; then kill "$ray_pid" 2>/dev/null || true; wait "$ray_pid" 2>/dev/null || true; fi
   .venv/bin/python -m parsec.store.pgctl stop "$work/pg" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -20,11 +22,16 @@ echo "test: PostgreSQL on $PARSEC_TEST_DATABASE_HOST:$PARSEC_TEST_DATABASE_PORT"
 
 if [ -z "${RAY_ADDRESS:-}" ]; then
   ray_port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  .venv/bin/ray start --head --node-ip-address 127.0.0.1 --port "$ray_port" --dashboard-host 127.0.0.1 \
-      --dashboard-port 0 --num-cpus 2 --disable-usage-stats >"$work/ray-start.log" 2>&1 \
-    || { cat "$work/ray-start.log"; exit 1; }
-  started_ray=1
+  .venv/bin/ray start --head --block --node-ip-address 127.0.0.1 --port "$ray_port" --dashboard-host 127.0.0.1 \
+      --dashboard-port 0 --num-cpus 2 --disable-usage-stats >"$work/ray-start.log" 2>&1 &
+  ray_pid=$!
   export RAY_ADDRESS="127.0.0.1:$ray_port"
+  for _ in $(seq 60); do
+    kill -0 "$ray_pid" 2>/dev/null || { cat "$work/ray-start.log"; exit 1; }
+    .venv/bin/ray status --address "$RAY_ADDRESS" >/dev/null 2>&1 && break
+    sleep 1
+  done
+  .venv/bin/ray status --address "$RAY_ADDRESS" >/dev/null 2>&1 || { cat "$work/ray-start.log"; exit 1; }
   echo "test: Ray head at $RAY_ADDRESS"
 fi
 

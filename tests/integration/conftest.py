@@ -20,15 +20,9 @@ from tests.conftest import scratch_database
 def ray_context():
     import ray
 
-    from parsec.deploy import local_ray_env
+    from parsec.demo import start_ray
 
-    local_ray_env()
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        context = ray.init(address=address, namespace="parsec", log_to_driver=False)
-    else:
-        context = ray.init(namespace="parsec", include_dashboard=True, dashboard_host="127.0.0.1",
-                           log_to_driver=False)
+    context = start_ray(os.environ.get("RAY_ADDRESS"))
     yield context
     ray.shutdown()
 
