@@ -18,6 +18,8 @@ import os
 import statistics
 import sys
 
+from collections import Counter
+
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,7 +51,7 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
 
     from parsec.config import TestbedSettings
     from parsec.deploy import start_testbed
-    from parsec.kad import PeerRef, closest_peers, key_of
+    from parsec.kad import PeerRef
     from parsec.cids import cid_v0_for
     from parsec.server.runtime import parse_bootstrap
 
@@ -62,15 +64,15 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
 
     hosts = LocalFleets(fleets, protocol_id=protocol, latency=latency, name="bench-fleets")
     stats = {fleet: {"provide": [], "ttfpr": [], "provide_rpcs": [], "ttfpr_rpcs": [], "provide_cpu": [],
-                     "ttfpr_cpu": [], "on_true_closest": [], "errors": 0, "not_found": 0, "fell_back": 0,
-                     "testbed_cpu": []} for fleet in fleets}
+                     "ttfpr_cpu": [], "targets_on_true": [], "targets_on_listed": [], "holders": [], "holders_on_true": [], "walk_end": Counter(), "estimate": [],
+                     "errors": 0, "not_found": 0, "fell_back": 0, "testbed_cpu": []} for fleet in fleets}
     try:
         boot = parse_bootstrap(testbed.bootstrap_addrs(8))
         for fleet, strategy in hosts.strategies.items():
-            _, seconds, _ = hosts.timed(strategy.join, boot)
+            _, seconds = hosts.join(fleet, boot)
             print(f"  {fleet}: joined in {seconds:.1f}s, routing table {strategy.routing_table_size()}", flush=True)
-        everyone = [PeerRef.from_id(p.peer_id) for p in testbed.peers] + [PeerRef.from_id(hosts.ids[f])
-                                                                           for f in fleets]
+        live = [PeerRef.from_id(p.peer_id) for p in testbed.peers] + [PeerRef.from_id(hosts.ids[f]) for f in fleets]
+        listed = live + [PeerRef.from_id(p.peer_id) for p in testbed.ghosts]  # what routing tables hold
         for _ in range(warmup):  # the optprov estimator needs completed lookups first
             for fleet in fleets:
                 hosts.timed(hosts.strategies[fleet].provide, cid_v0_for(os.urandom(64))[1])
@@ -90,12 +92,16 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
                 row["provide_cpu"].append(cpu)
                 row["provide_rpcs"].append(data.get("rpc_total", 0))
                 row["fell_back"] += bool(data.get("fell_back"))
-                provider = hosts.ids[fleet]
-                truth = {p.peer_id.hex() for p in closest_peers([p for p in everyone if p.peer_id != provider],
-                                                                  key_of(key), 20)}
-                targets = getattr(trace, "targets", None)  # our engine's traces name them
-                if targets:
-                    row["on_true_closest"].append(len(truth & set(targets)))
+                row["walk_end"][data.get("walk_end")] += 1
+                if data.get("network_size_estimate"):
+                    row["estimate"].append(data["network_size_estimate"])
+                if getattr(trace, "targets", None):  # our engine's traces name them
+                    truth_listed = true_closest(listed, key, hosts.ids[fleet])
+                    truth_live = true_closest(live, key, hosts.ids[fleet])
+                    row["targets_on_true"].append(len(truth_live & set(trace.targets)))
+                    row["targets_on_listed"].append(len(truth_listed & set(trace.targets)))
+                    row["holders"].append(len(trace.holders))
+                    row["holders_on_true"].append(len(truth_live & set(trace.holders)) / max(len(trace.holders), 1))
                 for other in fleets:
                     if other == fleet:
                         continue
@@ -116,6 +122,13 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
     return {fleet: summarise(values) for fleet, values in stats.items()}
 
 
+def true_closest(peers, key: bytes, provider: bytes, k: int = 20) -> set[str]:
+    """The testbed's truth: the k peers closest to ``key`` (the provider itself excluded)."""
+    from parsec.kad import closest_peers, key_of
+
+    return {p.peer_id.hex() for p in closest_peers([p for p in peers if p.peer_id != provider], key_of(key), k)}
+
+
 def summarise(values: dict) -> dict:
     def mean(xs):
         return statistics.fmean(xs) if xs else None
@@ -126,7 +139,12 @@ def summarise(values: dict) -> dict:
         "provide_cpu_s_mean": mean(values["provide_cpu"]), "retrievals": len(values["ttfpr"]),
         "ttfpr_p50_s": pct(values["ttfpr"], 0.5), "ttfpr_p90_s": pct(values["ttfpr"], 0.9),
         "ttfpr_rpcs_mean": mean(values["ttfpr_rpcs"]), "ttfpr_cpu_s_mean": mean(values["ttfpr_cpu"]),
-        "holders_on_true_closest_p50": pct(values["on_true_closest"], 0.5),
+        "targets_on_true_closest_p50": pct(values["targets_on_true"], 0.5),
+        "targets_on_true_closest_listed_p50": pct(values["targets_on_listed"], 0.5),
+        "holders_at_return_p50": pct(values["holders"], 0.5),
+        "holders_on_true_live_fraction_p50": pct(values["holders_on_true"], 0.5),
+        "walk_end": dict(values["walk_end"]),
+        "network_size_estimate_p50": pct(values["estimate"], 0.5),
         "testbed_cpu_s_per_round": mean(values["testbed_cpu"]),
         "errors": values["errors"], "not_found": values["not_found"], "optprov_fell_back": values["fell_back"],
     }
@@ -140,16 +158,21 @@ def fmt(value, unit="") -> str:
 
 def print_table(size: int, result: dict) -> None:
     print(f"\n{size} peers")
-    head = (f"{'fleet':<9} {'prov p50':>9} {'p90':>7} {'rpcs':>5} {'cpu':>6} {'on20':>5}   "
+    head = (f"{'fleet':<9} {'prov p50':>9} {'p90':>7} {'rpcs':>5} {'cpu':>6} {'on20':>5} {'held':>5} {'ok%':>5}   "
             f"{'ttfpr p50':>9} {'p90':>7} {'rpcs':>5} {'cpu':>6} {'n/f':>4} {'err':>4}")
     print(head)
     print("-" * len(head))
     for fleet, r in result.items():
         print(f"{fleet:<9} {fmt(r['provide_p50_s']):>9} {fmt(r['provide_p90_s']):>7} "
               f"{fmt(r['provide_rpcs_mean'] and round(r['provide_rpcs_mean'])):>5} {fmt(r['provide_cpu_s_mean']):>6} "
-              f"{fmt(r['holders_on_true_closest_p50']):>5}   {fmt(r['ttfpr_p50_s']):>9} {fmt(r['ttfpr_p90_s']):>7} "
+              f"{fmt(r['targets_on_true_closest_p50']):>5} {fmt(r['holders_at_return_p50']):>5} "
+              f"{fmt(r['holders_on_true_live_fraction_p50'] and round(100 * r['holders_on_true_live_fraction_p50'])):>5}"
+              f"   {fmt(r['ttfpr_p50_s']):>9} {fmt(r['ttfpr_p90_s']):>7} "
               f"{fmt(r['ttfpr_rpcs_mean'] and round(r['ttfpr_rpcs_mean'])):>5} {fmt(r['ttfpr_cpu_s_mean']):>6} "
               f"{r['not_found']:>4} {r['errors']:>4}")
+    print("on20: peers sent the record that are among the true 20 closest reachable peers (target >= 18 "
+          "for optprov); held: stores acknowledged when the caller was answered; ok%: of those, the share "
+          "among the true 20 closest reachable peers")
     default, stock, opt = result.get("default"), result.get("pylibp2p"), result.get("optprov")
     if default and stock and default["ttfpr_p50_s"] and stock["ttfpr_p50_s"]:
         print(f"default TTFPR p50 / pylibp2p TTFPR p50 = {default['ttfpr_p50_s'] / stock['ttfpr_p50_s']:.2f} "

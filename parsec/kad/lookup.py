@@ -23,7 +23,10 @@ Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
   ``rpc_timeout``; FAILED and TIMED_OUT are go's "unreachable"), or ABANDONED (request still
   in flight when the walk ended and no longer awaited).
 * Walk: at most ``alpha`` requests WAITING; each ``poll`` asks the closest HEARD peers to
-  fill the free slots. A peer is never asked twice, the local peer never. Closer peers from
+  fill the free slots. With ``stall_timeout`` (off by default, as in go) a request still
+  unanswered after that long frees its slot but stays awaited until ``rpc_timeout`` — the
+  Kademlia paper's "nodes that fail to respond quickly are removed from consideration until
+  and unless they do respond" — so dials to unreachable peers stop blocking the walk. A peer is never asked twice, the local peer never. Closer peers from
   a response enter as HEARD (at most ``2*k`` per response, as go caps them); a peer keeps the
   hop of the response that first named it (go's "referrer"): seeds are hop 1, peers named by
   a hop-h peer are hop h+1.
@@ -83,6 +86,7 @@ class _Candidate:
     hop: int
     state: PeerState = PeerState.HEARD
     deadline: float = math.inf
+    stall_at: float = math.inf  # from then on the request no longer holds an alpha slot
 
 
 _by_distance = attrgetter("distance")
@@ -111,6 +115,7 @@ class Lookup:
         self_peer: PeerRef | None = None,
         max_providers: int = 1,
         followup: Followup = "once",
+        stall_timeout: float | None = None,
     ) -> None:
         if goal not in ("closest", "providers"):
             raise ValueError(f"unknown goal {goal!r}")
@@ -120,6 +125,8 @@ class Lookup:
             raise ValueError(f"rpc_timeout must be > 0, got {rpc_timeout}")
         if followup not in ("once", "refill", "off"):
             raise ValueError(f"unknown followup mode {followup!r}")
+        if stall_timeout is not None and not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be > 0, got {stall_timeout}")
         if max_providers < 0:
             raise ValueError(f"max_providers must be >= 0, got {max_providers}")
         self.target = target
@@ -130,6 +137,7 @@ class Lookup:
         self.rpc_timeout = rpc_timeout
         self.max_providers = max_providers
         self.followup: Followup = followup
+        self.stall_timeout = stall_timeout
         self._self_id = None if self_peer is None else self_peer.peer_id
 
         self._candidates: dict[PeerRef, _Candidate] = {}
@@ -167,16 +175,18 @@ class Lookup:
         closest first; they are marked WAITING. Empty once done or when no slot is free."""
         self._advance(now)
         if self._phase == "walk":
-            room = self.alpha - len(self._in_flight)
+            room = self.alpha - self._holding_slots(now)
             picked = list(islice(self._in_state(PeerState.HEARD), max(room, 0)))
         elif self._phase == "followup":
             picked = [c for c in self._followup_targets() if c.state is PeerState.HEARD]
         else:
             return []
         deadline = now + self.rpc_timeout
+        stall_at = math.inf if self.stall_timeout is None else now + self.stall_timeout
         for candidate in picked:
             candidate.state = PeerState.WAITING
             candidate.deadline = deadline
+            candidate.stall_at = stall_at
             self._in_flight[candidate.peer] = candidate
         self._heard -= len(picked)
         self._rpcs += len(picked)
@@ -232,7 +242,8 @@ class Lookup:
     def next_deadline(self) -> float | None:
         """The earliest timeout of an awaited request: when the driver must call ``poll``
         even if no answer arrives. None when nothing is awaited (or done)."""
-        return min((c.deadline for c in self._in_flight.values()), default=None)
+        stalls = (c.stall_at for c in self._in_flight.values() if c.stall_at > self._now)
+        return min((*stalls, *(c.deadline for c in self._in_flight.values())), default=None)
 
     @property
     def done(self) -> bool:
@@ -327,6 +338,12 @@ class Lookup:
         if expired:
             self._timeouts += len(expired)
             self._update()
+
+    def _holding_slots(self, now: float) -> int:
+        """Awaited requests that still count against ``alpha`` (not stalled by ``now``)."""
+        if self.stall_timeout is None:
+            return len(self._in_flight)
+        return sum(1 for c in self._in_flight.values() if c.stall_at > now)
 
     def _answering(self, peer: PeerRef, now: float) -> _Candidate | None:
         """The awaited candidate an answer from ``peer`` settles, now removed from the

@@ -29,6 +29,9 @@ from parsec.net.node import DhtNode, RpcError
 
 _KIND_TO_WIRE = {"find_node": wire.FIND_NODE, "get_providers": wire.GET_PROVIDERS, "add_provider": wire.ADD_PROVIDER}
 
+REFRESH_CPLS = 12  # buckets refreshed by a lookup each (go refreshes up to cpl 15, skipping empty ones)
+REFRESH_PERIOD = 600.0  # go-libp2p-kad-dht: routing table refresh every 10 minutes
+
 
 @dataclass
 class Trace:
@@ -217,7 +220,8 @@ async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Tr
     trace.holders = [peer.peer_id.hex() for peer in result.holders]
     trace.targets = [peer.peer_id.hex() for peer in result.store_targets]
     trace.extra.update(strategy=result.strategy, fell_back=result.fell_back, stores_ok=result.stores_ok,
-                       stores_failed=result.stores_failed + result.store_timeouts, walk_end=result.walk_end)
+                       stores_failed=result.stores_failed + result.store_timeouts, walk_end=result.walk_end,
+                       early_stores=result.early_stores)
     if result.stores_ok == 0:
         raise RpcError(f"no ADD_PROVIDER succeeded ({result.strategy} provide, walk end {result.walk_end})")
     return result
@@ -251,17 +255,25 @@ async def find_first_provider(node: DhtNode, key: bytes, seeds: list[PeerRef] | 
     return (result.providers[0] if result.providers else None), trace
 
 
-async def bootstrap(node: DhtNode, peers: list[wire.WirePeer], *, refresh_cpls: int = 12) -> int:
-    """Join the DHT the honest way: dial the bootstrap peers, self-lookup, refresh buckets.
+async def bootstrap(node: DhtNode, peers: list[wire.WirePeer]) -> int:
+    """Join the DHT the honest way: dial the bootstrap peers and look up our own id.
 
-    Returns the routing table size afterwards. Bucket refresh looks up a random key per
-    common-prefix length (as go-libp2p-kad-dht does), so far buckets fill too.
+    Returns the routing table size afterwards. The node can serve from here on; the far
+    buckets fill later with ``refresh_buckets`` (in the background: on a network with
+    unreachable peers each refresh lookup waits out dial timeouts).
     """
     trace = Trace("bootstrap")
     seeds = [ref for ref in map(node.learn, peers) if ref is not None]
     await run_lookup(node, node.me.peer_id, wire.FIND_NODE, trace, seeds=seeds)
+    return len(node.routing)
+
+
+async def refresh_buckets(node: DhtNode, cpls: int = REFRESH_CPLS) -> int:
+    """Look up a random key per common-prefix length ``0..cpls-1`` (as go-libp2p-kad-dht's
+    routing-table refresh does), so that far buckets fill; routing table size afterwards."""
+    trace = Trace("refresh")
     rng = random.Random(node.me.key)
-    for cpl in range(refresh_cpls):
+    for cpl in range(cpls):
         if not node.routing:
             break
         await run_lookup(node, random_key_bytes_with_cpl(node.me.key, cpl, rng), wire.FIND_NODE, trace)

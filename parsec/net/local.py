@@ -38,7 +38,7 @@ class LocalFleets:
 
     async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            background = await stack.enter_async_context(trio.open_nursery())
+            background = self._background = await stack.enter_async_context(trio.open_nursery())
             for fleet in self.fleets:
                 host, listen = pylibp2p.create_host(pylibp2p.keypair())
                 self.strategies[fleet] = make_strategy(fleet, host, background, protocol_id=self.protocol_id,
@@ -63,9 +63,17 @@ class LocalFleets:
 
         return self.loop.run(run)
 
+    def join(self, fleet: str, peers) -> tuple[int, float]:
+        """``fleet`` joins through ``peers`` (wire peers), then keeps its table up in the
+        background as a server does; (routing table size, seconds to join)."""
+        strategy = self.strategies[fleet]
+        size, seconds, _ = self.timed(strategy.join, peers)
+        self.loop.run_sync(self._background.start_soon, strategy.maintain)
+        return size, seconds
+
     def join_all(self, peers) -> dict[str, int]:
-        """Every fleet joins through ``peers`` (wire peers); routing table size per fleet."""
-        return {fleet: self.run(strategy.join, peers) for fleet, strategy in self.strategies.items()}
+        """Every fleet joins through ``peers``; routing table size per fleet."""
+        return {fleet: self.join(fleet, peers)[0] for fleet in self.strategies}
 
     def stop(self) -> None:
         self.loop.stop()

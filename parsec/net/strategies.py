@@ -27,7 +27,7 @@ from libp2p.abc import IHost
 from parsec.kad import PeerRef, key_of
 from parsec.kad.estimator import NetworkSizeEstimator
 from parsec.kad.fullrt import FullRoutingTable, NotReady
-from parsec.kad.optprov import ClassicProvide, OptimisticProvide
+from parsec.kad.optprov import OPTPROV_STALL_TIMEOUT, ClassicProvide, OptimisticProvide
 from parsec.kad.stores import BackgroundPool
 from parsec.net import driver
 from parsec.net.driver import Trace
@@ -84,7 +84,10 @@ class EngineStrategy:
         return size
 
     async def maintain(self) -> None:
-        await trio.sleep_forever()
+        """Refresh the buckets now (far buckets fill) and every ``REFRESH_PERIOD`` after."""
+        while True:
+            await driver.refresh_buckets(self.node)
+            await trio.sleep(driver.REFRESH_PERIOD)
 
     def _seeds(self, key: bytes) -> list[PeerRef]:
         return self.node.routing.closest(key_of(key), self.node.k)
@@ -124,7 +127,7 @@ class OptimisticStrategy(EngineStrategy):
         node = self.node
         return OptimisticProvide(key_of(key), self._seeds(key), now=now, k=node.k, rpc_timeout=node.rpc_timeout,
                                  self_peer=node.me, estimator_thresholds=node.estimator.thresholds(now),
-                                 pool=self.pool)
+                                 pool=self.pool, stall_timeout=OPTPROV_STALL_TIMEOUT)
 
     async def provide(self, key: bytes) -> Trace:
         trace = await super().provide(key)

@@ -335,3 +335,18 @@ def test_stop_ends_the_lookup_without_followup() -> None:
     assert walk.result.finished_at == walk.result.walk_ended_at == 0.2
     assert walk.result.closest == [P(2)]
     assert walk.poll(0.3) == []
+
+
+def test_a_stalled_request_frees_its_slot_but_its_answer_still_counts() -> None:
+    walk = lookup(1, 2, 3, 4, 5, alpha=2, stall_timeout=1.0, rpc_timeout=5.0)
+    assert walk.poll(0.0) == Ps(1, 2)
+    assert walk.poll(0.5) == [] and walk.next_deadline() == 1.0  # wake up when they stall
+    assert walk.poll(1.0) == Ps(3, 4)  # P(1), P(2) no longer hold a slot
+    walk.on_response(P(1), [], 1.5)  # late, but before rpc_timeout: a normal answer
+    assert walk.state_of(P(1)) is PeerState.RESPONDED and walk.result.late_responses == 0
+    assert walk.poll(1.5) == []  # P(3), P(4) hold both slots until 2.0
+    assert walk.next_deadline() == 2.0
+    walk.poll(5.0)  # P(2) times out at rpc_timeout as ever
+    assert walk.state_of(P(2)) is PeerState.TIMED_OUT
+    with pytest.raises(ValueError, match="stall_timeout"):
+        lookup(1, stall_timeout=0)

@@ -13,6 +13,7 @@ from parsec.kad import (
     KEY_BITS,
     BackgroundPool,
     ClassicProvide,
+    OPTPROV_STALL_TIMEOUT,
     NetworkSizeEstimator,
     OptimisticProvide,
     PeerRef,
@@ -46,12 +47,16 @@ def optimistic(seeds: list[PeerRef], thresholds, **options) -> OptimisticProvide
     return OptimisticProvide(0, seeds, now=0.0, estimator_thresholds=thresholds, **options)
 
 
-STOP_AT_ONCE = (0.5 * UNIT, 100.0 * UNIT)  # nobody "close"; any 20 seeds satisfy the set rule
+STOP_AT_ONCE = (0.5 * UNIT, 100.0 * UNIT)  # nobody "close"; any 20 answers satisfy the set rule
 
 
 def stores_sent_at_once(**options) -> tuple[OptimisticProvide, list[PeerRef]]:
-    """An optimistic provide whose 20 seeds end the walk at once: 20 ADD_PROVIDERs out."""
-    op = optimistic(Ps(*range(1, 21)), STOP_AT_ONCE, **options)
+    """An optimistic provide whose 20 seeds answer and so end the walk: 20 ADD_PROVIDERs out."""
+    seeds = Ps(*range(1, 21))
+    op = optimistic(seeds, STOP_AT_ONCE, alpha=20, **options)
+    assert kinds(op.poll(0.0)) == {"find_node": seeds}
+    for peer in seeds:
+        op.on_response(peer, [], 0.0)
     requests = kinds(op.poll(0.0))
     assert list(requests) == ["add_provider"] and len(requests["add_provider"]) == 20
     return op, requests["add_provider"]
@@ -60,13 +65,16 @@ def stores_sent_at_once(**options) -> tuple[OptimisticProvide, list[PeerRef]]:
 # ---------------------------------------------------------------- by hand
 
 
-def test_close_peers_get_the_record_during_the_walk() -> None:
+def test_close_peers_get_the_record_once_they_answered() -> None:
     op = optimistic(Ps(3, 8, 30, 40, 50), (5.5 * UNIT, 1.0 * UNIT), alpha=2)
-    first = kinds(op.poll(0.0))
-    assert first == {"find_node": Ps(3, 8), "add_provider": Ps(3)}
-    op.on_response(P(8), Ps(1, 9, 60), 0.1)  # names P(1): close, store at once
-    assert kinds(op.poll(0.1)) == {"find_node": Ps(1), "add_provider": Ps(1)}
-    op.on_store_done(P(3), True, 0.2)
+    assert kinds(op.poll(0.0)) == {"find_node": Ps(3, 8)}  # heard of, not yet heard from
+    op.on_response(P(8), Ps(1, 9, 60), 0.1)  # P(8) is not close; it names P(1)
+    assert kinds(op.poll(0.1)) == {"find_node": Ps(1)}
+    op.on_response(P(3), [], 0.15)  # close and it answered: the record goes there at once
+    assert kinds(op.poll(0.15)) == {"find_node": Ps(9), "add_provider": Ps(3)}
+    op.on_response(P(1), [], 0.2)  # P(1), P(3), P(8) answered: converged (beta 3), followup
+    assert kinds(op.poll(0.2)) == {"find_node": Ps(30, 40, 50, 60), "add_provider": Ps(1)}
+    op.on_store_done(P(3), True, 0.25)
     assert not op.returnable  # the walk is still running
     result = op.result
     assert result.early_stores == 2 and result.holders == Ps(3) and not result.fell_back
@@ -75,24 +83,42 @@ def test_close_peers_get_the_record_during_the_walk() -> None:
 
 def test_set_threshold_ends_the_walk_then_the_rest_of_the_k_closest_get_stores() -> None:
     seeds = Ps(*range(10, 30))  # mean distance 19.5 units
-    op = optimistic(seeds, (12.5 * UNIT, 15.0 * UNIT))
-    first = kinds(op.poll(0.0))
-    assert first["add_provider"] == Ps(10, 11, 12)
-    op.on_response(P(10), Ps(*range(1, 8)), 0.1)  # now the mean of the 20 closest is 11.5
+    op = optimistic(seeds, (12.5 * UNIT, 15.0 * UNIT), alpha=20)
+    assert list(kinds(op.poll(0.0))) == ["find_node"]
+    for peer in seeds[1:]:  # all but P(10) answer, naming nobody new
+        op.on_response(peer, [], 0.1)
+    assert kinds(op.poll(0.1)) == {"add_provider": Ps(11, 12)}
+    op.on_response(P(10), Ps(*range(1, 8)), 0.2)  # 20 answered, mean 19.5: walk on
+    assert kinds(op.poll(0.2)) == {"find_node": Ps(*range(1, 8)), "add_provider": Ps(10)}
+    for peer in Ps(*range(1, 8)):  # after P(4): mean of 1..4 and 10..25 is 14.5 < 15
+        op.on_response(peer, [], 0.3)
     assert op.result.walk_end == "set_threshold"
-    second = kinds(op.poll(0.1))
-    assert list(second) == ["add_provider"]  # no more FIND_NODE
-    # The 20 closest known: 1..7 and 10..22; 10..12 were stored on already.
-    assert second["add_provider"] == Ps(*range(1, 8), *range(13, 23))
-    assert op.result.rpcs == {"find_node": 10, "add_provider": 20}
+    third = kinds(op.poll(0.3))
+    assert list(third) == ["add_provider"]  # no more FIND_NODE; P(5)..P(7) came too late
+    assert third["add_provider"] == Ps(1, 2, 3, 4, *range(13, 26))
+    assert op.result.rpcs == {"find_node": 27, "add_provider": 20}
+    assert op.result.store_targets == Ps(11, 12, 10, 1, 2, 3, 4, *range(13, 26))
+
+
+def test_peers_heard_of_but_not_heard_from_get_no_record() -> None:
+    """go stores on heard-of peers too; on a network full of unreachable entries that sends
+    records to peers that never answer and holds the caller up for dial timeouts."""
+    op = optimistic(Ps(1, 2, 3, 50), (5.5 * UNIT, 1.0 * UNIT), alpha=4)
+    assert kinds(op.poll(0.0)) == {"find_node": Ps(1, 2, 3, 50)}
+    op.on_response(P(50), [], 0.1)
+    op.on_failure(P(1), 0.2, "dial timeout")
+    assert op.poll(0.2) == []  # P(2), P(3) are close but have not answered yet
+    op.on_response(P(2), [], 0.3)
+    assert kinds(op.poll(0.3)) == {"add_provider": Ps(2)}
 
 
 def test_k_stores_end_the_walk() -> None:
-    op = optimistic(Ps(*range(1, 26)), (30.0 * UNIT, 0.5 * UNIT))  # everyone is "close"
-    requests = kinds(op.poll(0.0))
-    assert requests["add_provider"] == Ps(*range(1, 21))
-    assert "find_node" not in requests  # decided before any request went out
+    op = optimistic(Ps(*range(1, 26)), (30.0 * UNIT, 0.5 * UNIT), alpha=25)  # everyone is "close"
+    assert kinds(op.poll(0.0)) == {"find_node": Ps(*range(1, 26))}
+    for peer in Ps(*range(4, 24)):  # P(1)..P(3) are slow: the walk has not converged
+        op.on_response(peer, [], 0.1)
     assert op.result.walk_end == "enough_stores"
+    assert kinds(op.poll(0.1)) == {"add_provider": Ps(*range(4, 24))}
 
 
 def test_returnable_after_15_successes_while_5_are_pending() -> None:
@@ -194,6 +220,8 @@ def test_without_thresholds_it_is_classic_provide() -> None:
 def test_stop_abandons_everything() -> None:
     op = optimistic(Ps(1, 2, 40), (1.5 * UNIT, 0.1 * UNIT))
     op.poll(0.0)
+    op.on_response(P(1), [], 0.1)
+    assert kinds(op.poll(0.1)) == {"add_provider": Ps(1)}
     op.stop(0.5)
     assert op.done and op.returnable
     assert op.result.walk_end == "stopped" and op.result.stores_abandoned == 1
@@ -236,30 +264,60 @@ def run(net: SimNet, op: ProvideOperation, origin):
     return run_provide(net, op, origin.ref)
 
 
-def test_optimistic_provide_saves_find_nodes_and_still_hits_the_true_closest(
+def compare(net: SimNet, thresholds, seed: int, count: int, rpc_timeout: float = 10.0):
+    """Classic and optimistic provide of the same keys from the same peers: one row each
+    (classic result, optimistic result, the true k closest reachable peers)."""
+    rows = []
+    for origin, key in provide_cases(net, seed, count):
+        seeds = origin.table.closest(key, 20)
+        truth = set(net.true_closest(key, 20, live_only=True, exclude=origin.ref))
+        classic = run(net, ClassicProvide(key, seeds, now=0.0, self_peer=origin.ref, rpc_timeout=rpc_timeout),
+                      origin).result
+        optimistic_ = run(net, OptimisticProvide(
+            key, seeds, now=0.0, self_peer=origin.ref, estimator_thresholds=thresholds, rpc_timeout=rpc_timeout,
+            stall_timeout=OPTPROV_STALL_TIMEOUT,
+        ), origin).result  # fmt: skip
+        rows.append((classic, optimistic_, truth))
+    return rows
+
+
+def test_optimistic_provide_is_faster_and_still_hits_the_true_closest(
     net: SimNet, thresholds: tuple[float, float]
 ) -> None:
-    classic_rpcs, optimistic_rpcs, on_true_closest = [], [], []
-    faster = 0
-    for origin, key in provide_cases(net, 22, 40):
-        seeds = origin.table.closest(key, 20)
-        truth = set(net.true_closest(key, 20, exclude=origin.ref))
-        classic = run(net, ClassicProvide(key, seeds, now=0.0, self_peer=origin.ref), origin)
-        trace = run(net, OptimisticProvide(
-            key, seeds, now=0.0, self_peer=origin.ref, estimator_thresholds=thresholds,
-        ), origin)  # fmt: skip
-        result = trace.result
-        assert set(classic.result.holders) == truth  # classic provide is exact here
+    rows = compare(net, thresholds, 22, 40)
+    for classic, result, truth in rows:
+        assert set(classic.holders) == truth  # classic provide is exact here
         assert not result.fell_back
         assert result.finished_at is not None and result.stores_ok == len(result.store_targets)
-        classic_rpcs.append(classic.result.rpcs["find_node"])
-        optimistic_rpcs.append(result.rpcs.get("find_node", 0))
-        on_true_closest.append(len(truth & set(result.holders)))
-        faster += result.time_to_return < classic.result.time_to_return
-    assert statistics.median(optimistic_rpcs) < statistics.median(classic_rpcs)
-    assert sum(optimistic_rpcs) < sum(classic_rpcs)
-    assert statistics.median(on_true_closest) >= 18
-    assert faster >= 30
+    assert statistics.median(len(truth & set(r.holders)) for _, r, truth in rows) >= 18
+    assert sum(r.rpcs["find_node"] for _, r, _ in rows) <= sum(c.rpcs["find_node"] for c, _, _ in rows)
+    assert sum(r.time_to_return < c.time_to_return for c, r, _ in rows) >= 35
+
+
+def test_among_unreachable_peers_optimistic_provide_is_5x_faster_and_as_right_as_classic() -> None:
+    """45 % of table entries never answer (the public DHT's share); a request to one costs
+    the dial timeout (5 s). Classic provide waits for those; optimistic provide stores only
+    on peers that answered, so every record lands on a live peer and the caller is not held
+    up. (Its estimate, from lookups that miss live peers behind dead entries, runs low here,
+    so its set is about as far from the true closest as classic's — not better.)"""
+    net = SimNet(1000, seed=7, dead=0.45)
+    rng = random.Random(21)
+    estimator, now = NetworkSizeEstimator(), 0.0
+    for _ in range(40):
+        origin = net.peers[rng.choice(net.live)]
+        target = rng.getrandbits(KEY_BITS)
+        result = net.run(net.start_lookup(origin, target, now=now, rpc_timeout=5.0), now=now).result
+        now = result.finished_at
+        estimator.track_lookup(result, now, bucket_fill_for(origin.table, target, result.closest))
+    rows = compare(net, estimator.thresholds(now), 22, 30, rpc_timeout=5.0)
+    live = set(net.live)
+    for _, result, _ in rows:
+        assert set(result.store_targets) <= live and result.stores_failed == 0
+    classic_p50 = statistics.median(c.time_to_return for c, _, _ in rows)
+    optimistic_p50 = statistics.median(r.time_to_return for _, r, _ in rows)
+    assert classic_p50 >= 5 * optimistic_p50
+    on_true = statistics.median(len(truth & set(r.holders)) for _, r, truth in rows)
+    assert on_true >= statistics.median(len(truth & set(c.holders)) for c, _, truth in rows)
 
 
 def test_optimistic_provide_returns_with_stores_still_pending(
