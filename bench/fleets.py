@@ -56,7 +56,9 @@ def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int
     from parsec.server.runtime import parse_bootstrap
 
     protocol = "/ipfs/kad/1.0.0"
-    testbed = start_testbed(TestbedSettings(peers=size, processes=shards, unreachable=unreachable), protocol,
+    # no churn: the truth (the k closest peers) must not move while a round is measured
+    testbed = start_testbed(TestbedSettings(peers=size, processes=shards, unreachable=unreachable, churn_session=0),
+                            protocol,
                             name=f"bench-fleets-{size}",
                             progress=lambda line: print(f"  {line}", flush=True), latency=latency)
     pids = ray.get([shard.__ray_call__.remote(lambda self: os.getpid()) for shard in testbed.shards])

@@ -88,7 +88,7 @@ def main() -> int:
         database = pg.start()
         start_ray(os.environ.get("RAY_ADDRESS"))
         network = NetworkSettings(network="testbed")
-        testbed = start_testbed(TestbedSettings(peers=args.peers, processes=1), network.protocol_id,
+        testbed = start_testbed(TestbedSettings(peers=args.peers, processes=1, unreachable=0, churn_session=0), network.protocol_id,
                                 name="bench-overhead", progress=quiet)
         actors = [deploy_server(ServerActorConfig(
             name=f"bench-server-{i}", network=network, database=database, bootstrap=testbed.bootstrap_addrs(),

@@ -44,7 +44,7 @@ def cmd_testbed(args: argparse.Namespace) -> int:
     from parsec.deploy import start_testbed
 
     settings = load(TestbedSettings, **peers_option(args.peers), processes=args.processes, seed=args.seed,
-                    unreachable=args.unreachable)
+                    unreachable=args.unreachable, churn_session=args.churn)
     network = _network(args)
     start_ray(args.ray_address)
     testbed = start_testbed(settings, network.protocol_id, name=args.name, latency=network.latency_model())
@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", help="number of py peers (default 200) or a mix, e.g. go=300,js=100,py=100")
     p.add_argument("--latency", help="emulate WAN latency: 'default' or a matrix JSON file (default off)")
     p.add_argument("--unreachable", type=float,
-                   help="share of routing-table peers that never answer (default 0; the public DHT ≈0.45)")
+                   help="share of routing-table peers that never answer (default 0.45, the public DHT's)")
+    p.add_argument("--churn", help="median online session of a py peer, e.g. 2h (the default, the public "
+                                   "DHT's); 0 disables churn")
     p.add_argument("--processes", type=int, help="shard actors (default 2)")
     p.add_argument("--seed", type=int, help="reproducible peer identities")
     p.add_argument("--name", default="testbed", help="actor name prefix")

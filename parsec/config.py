@@ -188,7 +188,13 @@ class SchedulerSettings(BaseSettings):
 
 
 class TestbedSettings(BaseSettings):
-    """The local DHT network: how many peers, in how many processes."""
+    """The local DHT network: how many peers, in how many processes, and how unreliable.
+
+    The defaults of the unreliable parts are the published measurements of the public DHT:
+    ≈45 % of the DHT server addresses crawls see are never reachable (Nebula), and half of
+    the new peers leave within 2 h (ProbeLab RFM 2). Set ``unreachable=0`` and
+    ``churn_session=0`` for a clean network (unit-sized tests, overhead benchmarks).
+    """
 
     __test__ = False  # not a pytest test class despite the name
     model_config = SettingsConfigDict(env_prefix="PARSEC_TESTBED_", extra="ignore")
@@ -196,10 +202,12 @@ class TestbedSettings(BaseSettings):
     peers: int = Field(200, ge=2, le=20000)
     processes: int = Field(2, ge=1, le=64)
     mix: str | None = Field(None, description="peers per implementation, e.g. go=3000,js=1000,py=1000")
-    unreachable: float = Field(0.0, ge=0, lt=1, description="share of routing-table peers that never answer "
+    unreachable: float = Field(0.45, ge=0, lt=1, description="share of routing-table peers that never answer "
                                "(public DHT: ≈0.45 of addresses seen were never reachable)")
     slow_fraction: float = Field(0.0, ge=0, le=1, description="share of py peers that answer late")
     slow_delay: Seconds = 1.0
+    churn_session: Seconds = Field(7200.0, description="median online session (and offline gap) of a py peer; "
+                                   "0 disables churn (public DHT: half of new peers gone within 2h)")
     host: str = "127.0.0.1"
     k: int = Field(20, ge=1, le=64)
     seed: int | None = None

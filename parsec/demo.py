@@ -30,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=6, help="scheduler rounds (default 6)")
     parser.add_argument("--interval", default="2s", help="round interval (default 2s)")
     parser.add_argument("--probes", type=int, default=1)
-    parser.add_argument("--unreachable", type=float, default=0.0,
-                        help="share of routing-table peers that never answer (public DHT ≈0.45; default 0 keeps "
-                             "the demo to a minute or two)")
+    parser.add_argument("--unreachable", type=float,
+                        help="share of routing-table peers that never answer (default 0.45, the public DHT's)")
+    parser.add_argument("--churn", help="median online session of a testbed peer, e.g. 2h (the default, the "
+                                        "public DHT's); 0 disables churn")
     parser.add_argument("--latency", default="default",
                         help="emulated WAN latency: 'default' (public inter-region RTTs), a matrix JSON file, or 'off'")
     parser.add_argument("--state-dir", default=".parsec", help="where the database and Parquet files go")
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.keep:
             cleanup.callback(ray.shutdown)
         testbed = start_testbed(load(TestbedSettings, **peers_option(args.peers), processes=args.shards,
-                                     unreachable=args.unreachable),
+                                     unreachable=args.unreachable, churn_session=args.churn),
                                 network.protocol_id,
                                 name="demo-testbed", progress=say, latency=latency)
         placeable = [r for r, w in zip(latency.regions, latency.weights) if w > 0] if latency else ["local"]

@@ -78,7 +78,7 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     shards = [
         ShardActor.options(name=f"{name}-shard-{i}").remote(
             ShardSpec(i, size, settings.host, protocol_id, settings.k, settings.seed, latency,
-                      settings.slow_fraction, settings.slow_delay))
+                      settings.slow_fraction, settings.slow_delay, settings.churn_session))
         for i, size in enumerate(sizes)
     ]
     for offset, implementation in enumerate(impl for impl in ("go", "js") if mix.get(impl)):
@@ -103,6 +103,9 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     ray.get([shard.fill.remote(everyone) for shard in shards])
     handle.ready_seconds = time.monotonic() - started
     progress(f"testbed: {len(handle.peers)} peers ready in {handle.ready_seconds:.1f}s")
+    if settings.churn_session > 0 and count:
+        ray.get([shard.start_churn.remote() for shard in shards[:count]])
+        progress(f"testbed: churn on for the {py_peers} py peers (median session {settings.churn_session:g}s)")
     return handle
 
 

@@ -37,6 +37,7 @@ from .lookup import Lookup
 from .lookup_types import UNREACHABLE, Followup, Goal, LookupResult, PeerState, Phase, Reason
 from .optprov import (
     OPTPROV_RETURN_AFTER,
+    OPTPROV_FOLLOWUP,
     OPTPROV_STALL_TIMEOUT,
     ClassicProvide,
     OptimisticProvide,
@@ -55,6 +56,7 @@ __all__ = [
     "OPTPROV_INDIVIDUAL_COEFFICIENT",
     "OPTPROV_POOL_SIZE",
     "OPTPROV_RETURN_AFTER",
+    "OPTPROV_FOLLOWUP",
     "OPTPROV_STALL_TIMEOUT",
     "OPTPROV_SET_COEFFICIENT",
     "UNREACHABLE",

@@ -26,7 +26,9 @@ Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
   fill the free slots. With ``stall_timeout`` (off by default, as in go) a request still
   unanswered after that long frees its slot but stays awaited until ``rpc_timeout`` — the
   Kademlia paper's "nodes that fail to respond quickly are removed from consideration until
-  and unless they do respond" — so dials to unreachable peers stop blocking the walk. A peer is never asked twice, the local peer never. Closer peers from
+  and unless they do respond" — so dials to unreachable peers stop blocking the walk: a
+  stalled peer is skipped by the convergence rule and settles the followup as a failure
+  would (an answer it sends before the lookup ends still counts). A peer is never asked twice, the local peer never. Closer peers from
   a response enter as HEARD (at most ``2*k`` per response, as go caps them); a peer keeps the
   hop of the response that first named it (go's "referrer"): seeds are hop 1, peers named by
   a hop-h peer are hop h+1.
@@ -87,6 +89,7 @@ class _Candidate:
     state: PeerState = PeerState.HEARD
     deadline: float = math.inf
     stall_at: float = math.inf  # from then on the request no longer holds an alpha slot
+    referrer: PeerRef | None = None  # the peer whose answer first named this one (None: seed)
 
 
 _by_distance = attrgetter("distance")
@@ -147,6 +150,7 @@ class Lookup:
         self._followup_set: list[_Candidate] = []  # mode "once": fixed at convergence
         self._providers: dict[PeerRef, None] = {}
         self._provider_hop = 0
+        self._provider_source: _Candidate | None = None  # who answered with the first provider
         self._errors: Counter[str] = Counter()
 
         self._phase: Phase = "walk"
@@ -212,10 +216,10 @@ class Lookup:
         if self._first_response_at is None:
             self._first_response_at = now
         self._last_response_at = now
-        self._add_providers(providers, candidate.hop, now)
+        self._add_providers(providers, candidate, now)
         if self._phase == "walk" or self.followup == "refill":
             for closer_peer in islice(closer, 2 * self.k):
-                self._hear(closer_peer, hop=candidate.hop + 1)
+                self._hear(closer_peer, hop=candidate.hop + 1, referrer=peer)
         self._update()
 
     def on_failure(self, peer: PeerRef, now: float, error: str = "") -> None:
@@ -277,6 +281,18 @@ class Lookup:
         responded = (c.peer for c in self._in_state(PeerState.RESPONDED))
         return list(islice(responded, self.k if n is None else n))
 
+    def provider_path(self) -> list[PeerRef]:
+        """The chain of peers that led to the first provider record: a seed, the peer it
+        named, ..., the peer that answered with the record (empty before one arrived). Each
+        was asked only after the previous one answered, so the sum of their round trips is a
+        lower bound of the time to the first provider."""
+        chain: list[PeerRef] = []
+        candidate = self._provider_source
+        while candidate is not None:
+            chain.append(candidate.peer)
+            candidate = None if candidate.referrer is None else self._candidates[candidate.referrer]
+        return chain[::-1]
+
     @property
     def providers(self) -> list[PeerRef]:
         return list(self._providers)
@@ -291,12 +307,16 @@ class Lookup:
             hops = max((self._candidates[p].hop for p in closest), default=0)
         found = bool(self._providers) if self.goal == "providers" else bool(closest)
         known = self._closest_known_at_walk_end
+        listed = self._order[: self.k]
         return LookupResult(
             target=self.target,
             goal=self.goal,
             reason=self._reason,
             closest=closest,
             closest_known=self.closest_known() if known is None else list(known),
+            closest_listed=[c.peer for c in listed],
+            listed_answered=sum(1 for c in listed if c.state is PeerState.RESPONDED),
+            listed_asked=sum(1 for c in listed if c.state is PeerState.RESPONDED or c.state in UNREACHABLE),
             providers=self.providers,
             found=found,
             exhausted=self._reason == "exhausted",
@@ -337,7 +357,11 @@ class Lookup:
             candidate.state = PeerState.TIMED_OUT
         if expired:
             self._timeouts += len(expired)
-            self._update()
+        if expired or (self.stall_timeout is not None and self._phase != "done"):
+            self._update()  # a stall is an event too: it may end the walk or the followup
+
+    def _stalled(self, candidate: _Candidate) -> bool:
+        return candidate.state is PeerState.WAITING and candidate.stall_at <= self._now
 
     def _holding_slots(self, now: float) -> int:
         """Awaited requests that still count against ``alpha`` (not stalled by ``now``)."""
@@ -358,10 +382,10 @@ class Lookup:
         del self._in_flight[peer]
         return candidate
 
-    def _hear(self, peer: PeerRef, hop: int) -> None:
+    def _hear(self, peer: PeerRef, hop: int, referrer: PeerRef | None = None) -> None:
         if peer in self._candidates or peer.peer_id == self._self_id:
             return
-        candidate = _Candidate(peer, peer.key ^ self.target, hop)
+        candidate = _Candidate(peer, peer.key ^ self.target, hop, referrer=referrer)
         self._candidates[peer] = candidate
         bisect.insort(self._order, candidate, key=_by_distance)
         self._heard += 1
@@ -378,7 +402,7 @@ class Lookup:
         current k closest not-unreachable in mode "refill"."""
         return self._followup_set if self.followup == "once" else self._reachable(self.k)
 
-    def _add_providers(self, providers: Iterable[PeerRef], hop: int, now: float) -> None:
+    def _add_providers(self, providers: Iterable[PeerRef], source: _Candidate, now: float) -> None:
         for provider in providers:
             if self.max_providers and len(self._providers) >= self.max_providers:
                 return
@@ -386,7 +410,8 @@ class Lookup:
                 continue
             if not self._providers:
                 self._first_provider_at = now
-                self._provider_hop = hop
+                self._provider_hop = source.hop
+                self._provider_source = source
             self._providers[provider] = None
 
     def _enough_providers(self) -> bool:
@@ -400,7 +425,7 @@ class Lookup:
         """go's isLookupTermination: the ``beta`` closest not-unreachable peers all RESPONDED."""
         checked = 0
         for candidate in self._order:
-            if candidate.state in UNREACHABLE:
+            if candidate.state in UNREACHABLE or self._stalled(candidate):
                 continue
             if candidate.state is not PeerState.RESPONDED:
                 return False
@@ -427,7 +452,7 @@ class Lookup:
         elif self._phase == "followup":
             if self._enough_providers():
                 self._finish("found")
-            elif not any(c.state in _PENDING for c in self._followup_targets()):
+            elif not any(c.state in _PENDING and not self._stalled(c) for c in self._followup_targets()):
                 assert self._walk_reason is not None
                 self._finish(self._walk_reason)
 

@@ -40,6 +40,9 @@ class LookupResult:
     ``closest``: the k closest peers that responded, closest first.
     ``closest_known``: the k closest peers not unreachable (responded, or heard/waiting)
     when the walk ended — go's lookup result, the peers its Provide sends ADD_PROVIDER to.
+    ``closest_listed``: the k closest peers heard of, whatever their state — what the
+    network's routing tables list near the target, reachable or not; ``listed_answered`` of
+    them answered out of ``listed_asked`` that were asked (answered, failed or timed out).
     ``providers``: distinct provider records, in arrival order (at most ``max_providers``
     when that is > 0).
     ``found``: goal "providers" — at least one provider; goal "closest" — at least one
@@ -57,6 +60,9 @@ class LookupResult:
     reason: Reason | None
     closest: list[PeerRef]
     closest_known: list[PeerRef]
+    closest_listed: list[PeerRef]
+    listed_answered: int
+    listed_asked: int
     providers: list[PeerRef]
     found: bool
     exhausted: bool

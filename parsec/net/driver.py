@@ -173,6 +173,11 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
     await _drive(lookup, _counting_rpc(node, trace, kind, key, now), apply)
     result = lookup.result
     trace.absorb(result)
+    if result.providers and node.latency is not None:
+        # the round trips along the chain that led to the record: no walk gets there sooner
+        model = node.latency
+        trace.extra["path_rtt_s"] = round(sum(model.rtt(node.region, model.region_index_of(p.peer_id))
+                                              for p in lookup.provider_path()), 4)
     if goal == "closest":
         _feed_estimator(node, result)
     return result

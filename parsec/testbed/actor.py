@@ -36,6 +36,9 @@ class TestbedShardActor:
     def fill(self, everyone: list[WirePeer]) -> dict:
         return self.shard.fill(everyone)
 
+    def start_churn(self) -> bool:
+        return self.shard.start_churn()
+
     def stats(self) -> dict:
         return self.shard.stats()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import random
 from dataclasses import dataclass
 
 import trio
@@ -19,8 +20,11 @@ from parsec.kad import PeerRef
 from parsec.latency import LatencyModel
 from parsec.loops import TrioThread
 from parsec.net import pylibp2p
+from parsec.net.driver import Trace, run_lookup
 from parsec.net.node import DhtNode
+from parsec.net.wire import FIND_NODE
 from parsec.net.wire import WirePeer
+from parsec.testbed.churn import ChurnSchedule
 
 log = logging.getLogger("parsec.testbed")
 
@@ -38,6 +42,7 @@ class ShardSpec:
     latency: LatencyModel | None = None  # WAN emulation shared by every peer of the testbed
     slow_fraction: float = 0.0  # share of peers that answer late
     slow_delay: float = 0.0     # how late, in seconds, on top of the latency model
+    churn_session: float = 0.0  # median online session and offline gap, seconds (0: no churn)
 
 
 def peer_multiaddr(peer: WirePeer) -> str:
@@ -48,13 +53,22 @@ def peer_multiaddr(peer: WirePeer) -> str:
 
 
 class PeerShard:
-    """A shard of testbed peers living on a trio thread of this process."""
+    """A shard of testbed peers living on a trio thread of this process.
+
+    Each peer runs in its own task so that it can leave (its host closes: dials to it are
+    refused, other tables keep its entry) and come back with the same key and port
+    (``parsec.testbed.churn``).
+    """
 
     def __init__(self, spec: ShardSpec) -> None:
         self.spec = spec
         self.nodes: list[DhtNode] = []
+        self._keys: list = []
+        self._ports: list[int] = []
+        self._leave: list[trio.Event] = []
+        self._everyone: list[WirePeer] = []
+        self._churn: ChurnSchedule | None = None
         self._loop = TrioThread(f"testbed-{spec.index}")
-        self._stack: contextlib.AsyncExitStack | None = None
 
     # -- lifecycle (blocking calls from the owning thread / Ray actor) --------------
 
@@ -67,6 +81,13 @@ class PeerShard:
     def fill(self, everyone: list[WirePeer]) -> dict[str, float]:
         """Fill every routing table with standard k-buckets from the whole peer set."""
         return self._loop.run_sync(self._fill, everyone)
+
+    def start_churn(self) -> bool:
+        """Let peers leave and come back (``spec.churn_session``); False when it is 0."""
+        if self.spec.churn_session <= 0:
+            return False
+        self._loop.run_sync(lambda: self._loop.nursery.start_soon(self._run_churn))
+        return True
 
     def stats(self) -> dict[str, float]:
         return self._loop.run_sync(self._stats)
@@ -96,31 +117,74 @@ class PeerShard:
         return pylibp2p.keypair(seed)
 
     async def _serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with contextlib.AsyncExitStack() as stack:
+        async with trio.open_nursery() as nursery:
+            self._peers = nursery
             for i in range(self.spec.peers):
-                host, listen = pylibp2p.create_host(self._keypair(i), self.spec.host, 0)
-                node = DhtNode(host, protocol_id=self.spec.protocol_id, k=self.spec.k, latency=self.spec.latency,
-                               answer_delay=self._answer_delay(i))
-                node.start()  # protocol registered before any connection
-                await stack.enter_async_context(host.run([listen]))
+                self._keys.append(self._keypair(i))
+                self._leave.append(trio.Event())
+                node = await nursery.start(self._run_peer, i, 0)
                 self.nodes.append(node)
+                self._ports.append(int(node.addrs()[0].value_for_protocol("tcp")))
             task_status.started()
-            await trio.sleep_forever()
+
+    async def _run_peer(self, i: int, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """One peer, online until its leave event is set; the host closes on the way out."""
+        host, listen = pylibp2p.create_host(self._keys[i], self.spec.host, port)
+        node = DhtNode(host, protocol_id=self.spec.protocol_id, k=self.spec.k, latency=self.spec.latency,
+                       answer_delay=self._answer_delay(i))
+        node.start()  # protocol registered before any connection
+        async with host.run([listen]):
+            task_status.started(node)
+            await self._leave[i].wait()
+
+    async def _rejoin(self, i: int) -> None:
+        """Peer ``i`` comes back: same key and port, a table from the testbed's peer set
+        (what a restarted node knows), then a self-lookup, so that the peers it asks list
+        it again."""
+        self._leave[i] = trio.Event()
+        try:
+            node = await self._peers.start(self._run_peer, i, self._ports[i])
+        except OSError as error:  # the port was taken meanwhile: the peer stays away
+            log.warning("testbed peer %d could not come back: %s", i, error)
+            return
+        self.nodes[i] = node
+        self._fill_one(node, self._everyone)
+        with contextlib.suppress(Exception):
+            await run_lookup(node, node.me.peer_id, FIND_NODE, Trace("rejoin"))
+
+    async def _run_churn(self) -> None:
+        seed = None if self.spec.seed is None else f"churn/{self.spec.seed}/{self.spec.index}"
+        schedule = self._churn = ChurnSchedule(len(self.nodes), self.spec.churn_session,
+                                               now=trio.current_time(), rng=random.Random(seed))
+        while (at := schedule.next_at()) is not None:
+            await trio.sleep_until(at)
+            for transition in schedule.due(trio.current_time()):
+                if transition.online:
+                    self._peers.start_soon(self._rejoin, transition.index)
+                else:
+                    self._leave[transition.index].set()
 
     def _fill(self, everyone: list[WirePeer]) -> dict[str, float]:
-        by_id = {peer.peer_id: peer for peer in everyone}
-        refs = [PeerRef.from_id(peer.peer_id) for peer in everyone]
-        sizes = []
-        for node in self.nodes:
-            node.routing.fill_from(ref for ref in refs if ref.peer_id != node.me.peer_id)
-            for ref in node.routing.peers():
-                node.learn(by_id[ref.peer_id])
-            sizes.append(len(node.routing))
+        self._everyone = everyone
+        sizes = [self._fill_one(node, everyone) for node in self.nodes]
         return {"peers": len(self.nodes), "mean_rt": sum(sizes) / max(len(sizes), 1)}
 
+    @staticmethod
+    def _fill_one(node: DhtNode, everyone: list[WirePeer]) -> int:
+        by_id = {peer.peer_id: peer for peer in everyone}
+        node.routing.fill_from(PeerRef.from_id(peer.peer_id) for peer in everyone
+                               if peer.peer_id != node.me.peer_id)
+        for ref in node.routing.peers():
+            node.learn(by_id[ref.peer_id])
+        return len(node.routing)
+
     def _stats(self) -> dict[str, float]:
+        churn = self._churn
         return {
             "peers": len(self.nodes),
+            "online": len(self.nodes) - (churn.offline_count if churn else 0),
+            "left": churn.leaves if churn else 0,
+            "came_back": churn.returns if churn else 0,
             "inbound_requests": sum(node.inbound_requests for node in self.nodes),
             "provider_records": sum(len(node.providers) for node in self.nodes),
         }

@@ -46,7 +46,7 @@ def campaign(ray_context, pg):
     tag = uuid.uuid4().hex[:8]
     network = NetworkSettings(network="testbed")
     with scratch_database(pg) as database:
-        testbed = start_testbed(TestbedSettings(peers=60, processes=2), network.protocol_id,
+        testbed = start_testbed(TestbedSettings(peers=60, processes=2, unreachable=0, churn_session=0), network.protocol_id,
                                 name=f"t-{tag}", progress=lambda _: None)
         actors = [
             deploy_server(ServerActorConfig(

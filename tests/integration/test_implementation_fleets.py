@@ -29,7 +29,7 @@ def fleet_of_implementations(ray_context, pg):
     tag = uuid.uuid4().hex[:8]
     network = NetworkSettings(network="testbed")
     with scratch_database(pg) as database:
-        testbed = start_testbed(TestbedSettings(peers=50, processes=1), network.protocol_id, name=f"impl-{tag}",
+        testbed = start_testbed(TestbedSettings(peers=50, processes=1, unreachable=0, churn_session=0), network.protocol_id, name=f"impl-{tag}",
                                 progress=lambda _: None)
         actors = [deploy_server(ServerActorConfig(
             name=f"impl-{tag}-{fleet}", network=network, database=database, bootstrap=testbed.bootstrap_addrs(),

@@ -27,7 +27,7 @@ PROTOCOL = "/ipfs/kad/1.0.0"
 def mixed(ray_context):
     from parsec.deploy import start_testbed
 
-    testbed = start_testbed(TestbedSettings(mix="go=20,js=20,py=40", processes=1, seed=11), PROTOCOL,
+    testbed = start_testbed(TestbedSettings(mix="go=20,js=20,py=40", processes=1, seed=11, unreachable=0, churn_session=0), PROTOCOL,
                             name=f"mix-{uuid.uuid4().hex[:6]}", progress=lambda _: None)
     fleets = LocalFleets(["default"], name="mixed-client")
     try:

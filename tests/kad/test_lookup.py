@@ -350,3 +350,16 @@ def test_a_stalled_request_frees_its_slot_but_its_answer_still_counts() -> None:
     assert walk.state_of(P(2)) is PeerState.TIMED_OUT
     with pytest.raises(ValueError, match="stall_timeout"):
         lookup(1, stall_timeout=0)
+
+
+def test_the_path_to_the_first_provider_follows_who_named_whom() -> None:
+    walk = lookup(9, 8, alpha=1, goal="providers")
+    assert walk.provider_path() == []
+    assert walk.poll(0.0) == [P(8)]
+    walk.on_response(P(8), Ps(5, 7), 0.1)  # P(8) names P(5)
+    assert walk.poll(0.1) == [P(5)]
+    walk.on_response(P(5), Ps(2), 0.2)  # P(5) names P(2)
+    assert walk.poll(0.2) == [P(2)]
+    walk.on_response(P(2), [], 0.3, providers=[P(100)])
+    assert walk.done and walk.result.hops == 3
+    assert walk.provider_path() == Ps(8, 5, 2)

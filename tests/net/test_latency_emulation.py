@@ -1,6 +1,7 @@
 """Request round trips between two real peers in different regions match the matrix."""
 
 import contextlib
+import os
 import statistics
 
 import pytest
@@ -68,3 +69,37 @@ def test_request_round_trips_match_the_matrix_within_10_percent(a, b):
     expected = model.rtt(model.index(a), model.index(b))
     assert expected * 0.9 <= rtt <= expected * 1.1
     assert first >= expected * (1 + model.dial_rtts) * 0.9  # dial set-up + the request
+
+
+def test_time_to_first_provider_is_never_below_the_round_trips_of_its_path():
+    """The chain of peers that led to the record was asked one after the other: the sum of
+    their matrix round trips is a lower bound the measured TTFPR must respect."""
+    from parsec.cids import cid_v0_for
+    from parsec.net.local import LocalFleets
+    from parsec.server.runtime import parse_bootstrap
+    from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
+
+    model = LatencyModel.load()
+    shard = PeerShard(ShardSpec(0, 40, seed=9, latency=model))
+    fleets = None
+    try:
+        peers = shard.start()
+        shard.fill(peers)
+        fleets = LocalFleets(["default", "optprov"], latency=model, name="path-bound")
+        fleets.join_all(parse_bootstrap([peer_multiaddr(p) for p in peers[::8]]))
+        checked = 0
+        for _ in range(3):
+            _, key = cid_v0_for(os.urandom(256))
+            fleets.run(fleets["optprov"].provide, key)
+            (found, trace), seconds, _ = fleets.timed(fleets["default"].find_first_provider, key)
+            assert found is not None
+            if trace.extra.get("local"):
+                continue
+            bound = trace.extra["path_rtt_s"]
+            assert 0 < bound <= seconds
+            checked += 1
+        assert checked >= 1
+    finally:
+        if fleets is not None:
+            fleets.stop()
+        shard.stop()
