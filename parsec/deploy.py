@@ -86,7 +86,10 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
                          settings.seed, latency)
         shards.append(ExternalActor.options(name=f"{name}-{implementation}").remote(implementation, spec))
     handle = TestbedHandle(shards=shards, external=dict(zip((i for i in ("go", "js") if mix.get(i)), shards[count:])))
-    for batch in ray.get([shard.start.remote() for shard in shards]):
+    labels = [f"py-{i}={size}" for i, size in enumerate(sizes)] + [f"{i}={mix[i]}" for i in ("go", "js") if mix.get(i)]
+    batches, seconds = _gather_timed([shard.start.remote() for shard in shards])
+    progress("testbed: started " + ", ".join(f"{label} in {t:.1f}s" for label, t in zip(labels, seconds)))
+    for batch in batches:
         handle.peers.extend(batch)
     everyone = list(handle.peers)
     if settings.unreachable > 0:
@@ -100,13 +103,25 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
         progress(f"testbed: {len(handle.ghosts)} unreachable peers ({settings.unreachable:.0%}) behind {hole}")
     progress(f"testbed: {len(handle.peers)} peers listening ({', '.join(f'{k}={v}' for k, v in mix.items())}); "
              "filling routing tables")
-    ray.get([shard.fill.remote(everyone) for shard in shards])
+    _, seconds = _gather_timed([shard.fill.remote(everyone) for shard in shards])
+    progress("testbed: filled " + ", ".join(f"{label} in {t:.1f}s" for label, t in zip(labels, seconds)))
     handle.ready_seconds = time.monotonic() - started
     progress(f"testbed: {len(handle.peers)} peers ready in {handle.ready_seconds:.1f}s")
     if settings.churn_session > 0 and count:
         ray.get([shard.start_churn.remote() for shard in shards[:count]])
         progress(f"testbed: churn on for the {py_peers} py peers (median session {settings.churn_session:g}s)")
     return handle
+
+
+def _gather_timed(refs: list) -> tuple[list, list[float]]:
+    """``ray.get`` of every ref, with the seconds each took to finish (where time goes)."""
+    started = time.monotonic()
+    finished: dict = {}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        finished[done[0]] = time.monotonic() - started
+    return ray.get(list(refs)), [finished[ref] for ref in refs]
 
 
 def deploy_server(config: ServerActorConfig, resources: dict | None = None):

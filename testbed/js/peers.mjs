@@ -280,8 +280,10 @@ function latencyTransport (factory) {
 /**
  * Message delays: the kad-dht's own network layer. Each peer delays every kad message it
  * writes by one_way(self, remote):
- * - requests: `network.sendRequest` (FIND_NODE, GET_PROVIDERS, GET_VALUE, PING) and
- *   `network.sendMessage` (ADD_PROVIDER, PUT_VALUE) wait before the stream is used;
+ * - requests: `network.sendRequest` (FIND_NODE, GET_PROVIDERS, GET_VALUE, PING) waits
+ *   before the stream is used; `network.sendMessage` (ADD_PROVIDER, PUT_VALUE: no reply)
+ *   does not make its sender wait — a socket write on a real link — only loss applies, as
+ *   for the py and Go peers;
  * - responses: `rpc.handleMessage` waits before handing the answer to the stream writer.
  * A dropped request is never sent: the requester waits for its own adaptive RPC timeout
  * and records a QUERY_ERROR, as with a lost packet; a dropped ADD_PROVIDER looks sent to
@@ -349,11 +351,6 @@ function installLatency (node, dht) {
       } catch (err) {
         yield failed(to, err, options)
       }
-      return
-    }
-    const late = await delayTo(to, options)
-    if (late) {
-      yield late
       return
     }
     yield * sendMessage(to, msg, options)

@@ -154,3 +154,32 @@ def test_track_lookup_takes_only_completed_lookups() -> None:
     small = tiny.run(tiny.start_lookup(tiny.random_live_peer(), 1)).result
     assert not estimator.track_lookup(small, now=3.0)  # fewer than k peers exist
     assert estimator.points_per_rank(3.0) == 1
+
+
+def test_the_reachable_share_scales_the_listed_estimate() -> None:
+    estimator = NetworkSizeEstimator(min_points_per_rank=1)
+    distances = [i / 1001 for i in range(1, 21)]  # the 20 closest of 1,000 listed peers
+    estimator.track_distances(distances, 0.0, answered=11, asked=20)
+    estimator.track_distances(distances, 1.0, answered=12, asked=20)
+    assert estimator.estimate_listed(1.0) == pytest.approx(1000)
+    assert estimator.reachable_share(1.0) == pytest.approx(23 / 40)
+    assert estimator.estimate(1.0) == pytest.approx(575)
+    with pytest.raises(ValueError, match="answered"):
+        estimator.track_distances(distances, 2.0, answered=3, asked=2)
+
+
+def test_with_dead_entries_the_estimate_is_of_the_reachable_peers() -> None:
+    """45 % of table entries dead: tracking what the lookups heard of, times the share of
+    those that answered, lands within 15 % of the reachable count."""
+    net = SimNet(1000, seed=7, dead=0.45)
+    rng = random.Random(21)
+    estimator, now = NetworkSizeEstimator(), 0.0
+    for _ in range(40):
+        origin = net.peers[rng.choice(net.live)]
+        target = rng.getrandbits(KEY_BITS)
+        result = net.run(net.start_lookup(origin, target, now=now, rpc_timeout=5.0), now=now).result
+        now = result.finished_at
+        assert result.listed_answered <= result.listed_asked <= len(result.closest_listed) == 20
+        estimator.track_lookup(result, now)
+    assert estimator.estimate(now) == pytest.approx(len(net.live), rel=0.15)
+    assert estimator.estimate_listed(now) == pytest.approx(1000, rel=0.15)
