@@ -206,7 +206,7 @@ def _wait_released(name: str, timeout: float = 30.0) -> None:
 def format_report(report: FleetReport) -> str:
     """A table of the fleet's servers: where they run, what they cost."""
     lines = [f"{'server':<34} {'action':<8} {'node ip':<15} {'http':<21} {'node':>5} {'rss MB':>7} "
-             f"{'cpu s':>6}  peer"]
+             f"{'cpu s':>6} {'up s':>6}  peer"]
     by_name = {status["name"]: status for status in report.statuses}
     for name, action in sorted(report.actions.items()):
         s = by_name.get(name)
@@ -215,5 +215,5 @@ def format_report(report: FleetReport) -> str:
             continue
         http = f"{s['http_host']}:{s['http_port']}"
         lines.append(f"{name:<34} {action:<8} {s['node_ip']:<15} {http:<21} {s['node_id'] or '-':>5} "
-                     f"{s['rss_mb']:>7.0f} {s['cpu_seconds']:>6.1f}  {s['peer_id'][:16]}…")
+                     f"{s['rss_mb']:>7.0f} {s['cpu_seconds']:>6.1f} {s['uptime_seconds']:>6.0f}  {s['peer_id'][:16]}…")
     return "\n".join(lines)
