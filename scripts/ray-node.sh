@@ -27,6 +27,8 @@ if [ -f "$env_file" ]; then set -a; . "$env_file"; set +a; fi
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token} RAY_USAGE_STATS_ENABLED=${RAY_USAGE_STATS_ENABLED:-0}
 ray_bin=${PARSEC_RAY_BIN:-$root/.venv/bin/ray}
 [ -x "$ray_bin" ] || die "no Ray at $ray_bin: run scripts/setup.sh first (or set PARSEC_RAY_BIN)"
+# jobs run with the node's environment: `python jobs/…` must be this venv's python
+export PATH="$(cd "$(dirname "$ray_bin")" && pwd):$PATH"
 
 imds_region() {
   # IMDSv2: a session token first; 1 s timeouts so a non-EC2 host gives up at once
