@@ -1,4 +1,4 @@
-"""The ``parsec`` command: demo, testbed, server, scheduler, migrate.
+"""The ``parsec`` command: demo, testbed, server, scheduler, fleet, migrate.
 
 Flags override ``PARSEC_*`` environment variables, which override defaults; invalid
 settings end the command with one readable line per problem (exit 2), never a trace.
@@ -79,9 +79,9 @@ def cmd_server(args: argparse.Namespace) -> int:
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from parsec.scheduler import job
 
-    settings = job.settings_from(args)
-    reports = asyncio.run(job.run(settings, load(DatabaseSettings), args.metrics_port))
-    print(f"scheduler finished: {len(reports)} round(s)")
+    loops = job.settings_list(args)
+    results = asyncio.run(job.run_loops(loops, load(DatabaseSettings), args.metrics_port))
+    print(job.finished_line(results))
     return 0
 
 
@@ -114,6 +114,7 @@ def _wait_for_signal() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from parsec import demo
+    from parsec.fleet_cli import add_fleet_commands
     from parsec.scheduler import job
 
     parser = argparse.ArgumentParser(prog="parsec", description="DHT lookup performance measurement on Ray.")
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("scheduler", help="run a scheduler in the foreground")
     job.add_arguments(p)
     p.set_defaults(func=cmd_scheduler)
+
+    p = commands.add_parser("fleet", help="fleets on a Ray cluster: status, deploy, teardown")
+    add_fleet_commands(p)
 
     p = commands.add_parser("migrate", help="apply pending database migrations")
     p.add_argument("--down", type=int, metavar="VERSION", help="roll back to this version")

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -115,6 +115,12 @@ class NetworkSettings(BaseSettings):
             raise ValueError("must start with '/' and not end with '/', e.g. /ipfs")
         return value
 
+    @model_validator(mode="after")
+    def _custom_needs_bootstrap(self) -> "NetworkSettings":
+        if self.network == "custom" and not self.bootstrap_peers and "bootstrap_file" not in self.model_fields_set:
+            raise ValueError("network 'custom' needs PARSEC_BOOTSTRAP_PEERS or PARSEC_BOOTSTRAP_FILE")
+        return self
+
     @property
     def protocol_id(self) -> str:
         return f"{self.protocol_prefix}/kad/1.0.0"
@@ -128,15 +134,33 @@ class NetworkSettings(BaseSettings):
         path = None if self.latency_matrix.lower() == "default" else self.latency_matrix
         return LatencyModel.load(path, jitter=self.latency_jitter, loss=self.latency_loss)
 
+    @property
+    def production(self) -> bool:
+        """A real network (amino or another kad network): never the testbed's file or latency."""
+        return self.network != "testbed"
+
     def resolved_bootstrap(self) -> list[str]:
-        """Bootstrap multiaddrs: explicit list, else the network's (testbed: its file)."""
+        """Bootstrap multiaddrs: explicit list, else the network's own.
+
+        testbed: the file the local testbed wrote; amino: the public bootstrap peers;
+        custom: a bootstrap file only when one was named explicitly — a production server
+        never falls back to (or waits for) the testbed's file.
+        """
         if self.bootstrap_peers:
             return list(self.bootstrap_peers)
         if self.network == "amino":
             return list(AMINO_BOOTSTRAP)
-        if self.network == "testbed" and self.bootstrap_file.exists():
+        use_file = self.network == "testbed" or "bootstrap_file" in self.model_fields_set
+        if use_file and self.bootstrap_file.exists():
             return [ln.strip() for ln in self.bootstrap_file.read_text().splitlines() if ln.strip()]
         return []
+
+    def missing_bootstrap_hint(self) -> str:
+        """What to do when there are no bootstrap peers, for this network."""
+        if self.network == "testbed":
+            return f"no bootstrap peers: start a testbed (parsec testbed) or set PARSEC_BOOTSTRAP_PEERS " \
+                   f"(waiting for {self.bootstrap_file})"
+        return f"no bootstrap peers for network {self.network!r}: set PARSEC_BOOTSTRAP_PEERS or PARSEC_BOOTSTRAP_FILE"
 
 
 class ServerSettings(BaseSettings):
@@ -178,6 +202,9 @@ class SchedulerSettings(BaseSettings):
     interval: Seconds = 60.0
     probes: int = Field(1, ge=1, le=100)
     rounds: int | None = Field(None, ge=1)
+    duration: Seconds | None = Field(None, gt=0, description="stop starting rounds after this long")
+    stop_grace: Seconds = Field(1.0, description="on stop, how long in-flight operations may finish before they "
+                                "are cancelled and recorded as such (Ray's job stop SIGKILLs after 3 s)")
     content_bytes: int = Field(1024, ge=1)
     http_timeout: Seconds = 240.0
     readiness_timeout: Seconds = 5.0
@@ -260,7 +287,10 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
     """One line per bad setting, named as the user would set it (env name)."""
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "?"
+        field = ".".join(str(part) for part in item["loc"])
+        if not field:  # a rule across settings: its message names them
+            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
+            continue
         env = f"{prefix}{field}".upper()
         lines.append(f"  {env}: {item['msg']} (got {item.get('input')!r})")
     return "invalid settings:\n" + "\n".join(lines)

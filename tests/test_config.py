@@ -77,3 +77,23 @@ def test_network_protocol_and_bootstrap(tmp_path):
     file.write_text("/ip4/127.0.0.1/tcp/1/p2p/Qm1\n\n")
     assert NetworkSettings(bootstrap_file=file).resolved_bootstrap() == ["/ip4/127.0.0.1/tcp/1/p2p/Qm1"]
     assert NetworkSettings(bootstrap_peers="a,b").resolved_bootstrap() == ["a", "b"]
+
+
+def test_production_networks_never_read_the_testbed_file(tmp_path, monkeypatch):
+    """A testbed left running on the machine must not leak into a production server."""
+    testbed_file = tmp_path / "bootstrap.txt"
+    testbed_file.write_text("/ip4/127.0.0.1/tcp/1/p2p/QmTestbed\n")
+    monkeypatch.setenv("PARSEC_BOOTSTRAP_FILE", str(testbed_file))
+    monkeypatch.delenv("PARSEC_BOOTSTRAP_PEERS", raising=False)
+    amino = load(NetworkSettings, prefix="PARSEC_", network="amino")
+    assert amino.production and amino.protocol_id == "/ipfs/kad/1.0.0"
+    assert amino.resolved_bootstrap() == list(AMINO_BOOTSTRAP) and amino.latency_model() is None
+    assert load(NetworkSettings, prefix="PARSEC_", network="testbed").resolved_bootstrap() == [
+        "/ip4/127.0.0.1/tcp/1/p2p/QmTestbed"]
+    monkeypatch.delenv("PARSEC_BOOTSTRAP_FILE")
+    with pytest.raises(SystemExit) as info:
+        load(NetworkSettings, prefix="PARSEC_", network="custom", protocol_prefix="/lan")
+    assert "needs PARSEC_BOOTSTRAP_PEERS" in str(info.value) and "PARSEC_?" not in str(info.value)
+    lan = load(NetworkSettings, prefix="PARSEC_", network="custom", protocol_prefix="/lan", bootstrap_peers="/ip4/x")
+    assert lan.protocol_id == "/lan/kad/1.0.0" and lan.resolved_bootstrap() == ["/ip4/x"]
+    assert "PARSEC_BOOTSTRAP_PEERS" in lan.missing_bootstrap_hint() and "testbed" not in lan.missing_bootstrap_hint()

@@ -1,8 +1,16 @@
-"""Run a scheduler to completion: the body of ``jobs/scheduler.py`` and ``parsec scheduler``.
+"""Run schedulers to completion: the body of ``jobs/scheduler.py`` and ``parsec scheduler``.
 
-Connects to Postgres (applying pending migrations), registers a ``schedulers_ecs`` row,
-runs rounds and streams every record to Postgres and the Parquet dataset. SIGTERM/SIGINT
-(``ray job stop``, Ctrl-C) end it after the current round, with files closed.
+One job may run several independent scheduler loops at once — one per fleet set given
+with a repeated ``--fleets`` (``--fleets default --fleets optprov --fleets default+fullrt``)
+— the way ProbeLab ran one scheduler per fleet plus cross-fleet ones. Each loop registers
+its own ``schedulers_ecs`` row, keeps its own round-robin and writes its own Parquet files;
+they share the process, the database pool and the stop signal.
+
+Connects to Postgres (applying pending migrations), runs rounds and streams every record
+to Postgres and the Parquet dataset. ``--rounds`` (per loop) or ``--duration`` bound a
+run; SIGTERM/SIGINT (``ray job stop``, Ctrl-C) end it cleanly: no new round starts,
+operations in flight get ``PARSEC_SCHEDULER_STOP_GRACE`` (1 s) to finish and are otherwise
+recorded as cancelled, and the Parquet files are closed.
 """
 
 from __future__ import annotations
@@ -21,78 +29,135 @@ log = logging.getLogger("parsec.scheduler")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fleets", help="comma-separated fleets (env PARSEC_SCHEDULER_FLEETS, default 'default')")
+    parser.add_argument("--fleets", action="append",
+                        help="the fleets one scheduler loop covers, joined by ',' or '+' (env PARSEC_SCHEDULER_FLEETS, "
+                             "default 'default'); repeat for independent loops in this job: "
+                             "--fleets default --fleets optprov --fleets default+fullrt")
     parser.add_argument("--interval", help="at most one round start per interval, e.g. 1m, 5s (default 1m)")
     parser.add_argument("--probes", type=int, help="sequential retrievals per node per round (default 1)")
-    parser.add_argument("--rounds", type=int, help="stop after this many rounds (default: run until stopped)")
+    parser.add_argument("--rounds", type=int, help="stop after this many rounds per loop (default: run until stopped)")
+    parser.add_argument("--duration", help="stop starting rounds after this long, e.g. 1h, 30m (default: unbounded)")
     parser.add_argument("--parquet-dir", help="Parquet dataset root (default .parsec/parquet)")
     parser.add_argument("--no-parquet", action="store_true", help="write Postgres only")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
 
 
-def settings_from(args: argparse.Namespace) -> SchedulerSettings:
-    settings = load(SchedulerSettings, fleets=args.fleets, interval=args.interval, probes=args.probes,
-                    rounds=args.rounds, parquet_dir=args.parquet_dir)
-    if args.no_parquet:
-        settings = settings.model_copy(update={"parquet_dir": None})
-    return settings
+def fleet_sets(values: list[str] | None) -> list[str | None]:
+    """Each ``--fleets`` value as one loop's comma-separated fleets ('+' joins too); None
+    means the environment's (PARSEC_SCHEDULER_FLEETS) or the default."""
+    if not values:
+        return [None]
+    return [",".join(part.strip() for part in value.replace("+", ",").split(",") if part.strip()) or value
+            for value in values]
 
 
-def print_round(report: RoundReport) -> None:
+def settings_list(args: argparse.Namespace) -> list[SchedulerSettings]:
+    """One SchedulerSettings per loop; the same fleet set twice is a mistake, not two loops."""
+    loops = []
+    for fleets in fleet_sets(args.fleets):
+        settings = load(SchedulerSettings, fleets=fleets, interval=args.interval, probes=args.probes,
+                        rounds=args.rounds, duration=getattr(args, "duration", None), parquet_dir=args.parquet_dir)
+        if args.no_parquet:
+            settings = settings.model_copy(update={"parquet_dir": None})
+        loops.append(settings)
+    seen = [tuple(sorted(s.fleets)) for s in loops]
+    if len(set(seen)) != len(seen):
+        raise SystemExit("invalid settings:\n  --fleets: the same fleet set is given twice")
+    return loops
+
+
+def print_round(report: RoundReport, label: str = "") -> None:
+    prefix = f"{label}round {report.number}"
     if report.skipped:
-        print(f"round {report.number}: skipped ({report.skipped})", flush=True)
+        print(f"{prefix}: skipped ({report.skipped})", flush=True)
         return
     provide = report.provide
     status = "ok" if provide.error is None else f"error: {provide.error}"
     found = sum(1 for r in report.retrievals if r.error is None)
-    print(f"round {report.number}: {report.ready} ready; provide by node {provide.node_id} "
+    print(f"{prefix}: {report.ready} ready; provide by node {provide.node_id} "
           f"{provide.duration:.3f}s ({status}); retrievals {found}/{len(report.retrievals)} found", flush=True)
 
 
-async def run(settings: SchedulerSettings, database: DatabaseSettings, metrics_port: int | None = None) -> list[RoundReport]:
-    from parsec.store.db import Repository, connect_pool
-    from parsec.store.migrations import apply_migrations
+async def _start_loop(settings: SchedulerSettings, repo, metrics_port: int | None, label: str) -> Scheduler:
     from parsec.store.parquet import ParquetSink
 
-    pool = await connect_pool(database)
+    sinks = [PostgresSink(repo)]
+    metrics = SchedulerMetrics()
+    scheduler = Scheduler(settings, repo, FanOutSink(), metrics=metrics,
+                          on_round=lambda report: print_round(report, label))
+    scheduler_id = await scheduler.register({"host": socket.gethostname()})
+    if settings.parquet_dir is not None:
+        writer = ParquetSink(settings.parquet_dir, rotate_rows=settings.parquet_rotate_rows,
+                             rotate_seconds=settings.parquet_rotate_seconds, writer_id=f"s{scheduler_id}")
+        sinks.append(ParquetDatasetSink(writer))
+    scheduler.sink = FanOutSink(*sinks)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    return scheduler
+
+
+async def run_loops(loops: list[SchedulerSettings], database: DatabaseSettings,
+                    metrics_port: int | None = None, stop: asyncio.Event | None = None) -> list[list[RoundReport]]:
+    """Run every loop at once until each is done (``rounds``) or the run is stopped
+    (signal, ``duration``, or ``stop`` set by the caller); reports per loop."""
+    from parsec.store.db import Repository, connect_pool
+    from parsec.store.migrations import apply_migrations
+
+    pool = await connect_pool(database, max_size=2 + 2 * len(loops))
     try:
         await apply_migrations(pool)
         repo = Repository(pool)
-        sinks = [PostgresSink(repo)]
-        metrics = SchedulerMetrics()
-        scheduler = Scheduler(settings, repo, FanOutSink(), metrics=metrics, on_round=print_round)
-        scheduler_id = await scheduler.register({"host": socket.gethostname()})
-        if settings.parquet_dir is not None:
-            writer = ParquetSink(settings.parquet_dir, rotate_rows=settings.parquet_rotate_rows,
-                                 rotate_seconds=settings.parquet_rotate_seconds, writer_id=f"s{scheduler_id}")
-            sinks.append(ParquetDatasetSink(writer))
-        scheduler.sink = FanOutSink(*sinks)
-        if metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
-        print(f"scheduler {scheduler_id}: fleets {','.join(settings.fleets)}, interval {settings.interval:g}s, "
-              f"probes {settings.probes}, rounds {settings.rounds or 'unbounded'}; database {database.redacted()}",
-              flush=True)
-        stop = asyncio.Event()
+        schedulers = []
+        for index, settings in enumerate(loops):
+            label = f"[{'+'.join(settings.fleets)}] " if len(loops) > 1 else ""
+            port = metrics_port + index if metrics_port is not None else None
+            scheduler = await _start_loop(settings, repo, port, label)
+            schedulers.append(scheduler)
+            print(f"scheduler {scheduler.scheduler_id}: fleets {','.join(settings.fleets)}, "
+                  f"interval {settings.interval:g}s, probes {settings.probes}, rounds {settings.rounds or 'unbounded'}"
+                  f"{f', duration {settings.duration:g}s' if settings.duration else ''}; "
+                  f"database {database.redacted()}", flush=True)
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, _stopping, stop, sig)
             except (NotImplementedError, RuntimeError):
                 pass
-        return await scheduler.run(stop)
+        duration = loops[0].duration
+        if duration:
+            loop.call_later(duration, stop.set)
+        return list(await asyncio.gather(*(scheduler.run(stop) for scheduler in schedulers)))
     finally:
         await pool.close()
 
 
+def _stopping(stop: asyncio.Event, sig: signal.Signals) -> None:
+    print(f"scheduler: {signal.Signals(sig).name} received; finishing in-flight operations", flush=True)
+    stop.set()
+
+
+async def run(settings: SchedulerSettings, database: DatabaseSettings, metrics_port: int | None = None) -> list[RoundReport]:
+    """One loop (``parsec scheduler`` with a single fleet set, the demo)."""
+    return (await run_loops([settings], database, metrics_port))[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="parsec scheduler", description=__doc__)
+    parser = argparse.ArgumentParser(prog="parsec scheduler", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    settings = settings_from(args)
+    loops = settings_list(args)
     database = load(DatabaseSettings)
-    reports = asyncio.run(run(settings, database, args.metrics_port))
-    print(f"scheduler finished: {len(reports)} round(s)", flush=True)
+    results = asyncio.run(run_loops(loops, database, args.metrics_port))
+    print(finished_line(results), flush=True)
     return 0
+
+
+def finished_line(results: list[list[RoundReport]]) -> str:
+    if len(results) == 1:
+        return f"scheduler finished: {len(results[0])} round(s)"
+    return f"schedulers finished: {', '.join(str(len(r)) for r in results)} round(s) in {len(results)} loops"

@@ -3,6 +3,12 @@
 Talks to servers only over HTTP and to the fleet only through the database, as the
 contract says, so a Go parsec server is scheduled like ours. Every issued operation ends
 as exactly one record (success, server-reported error, or scheduler-side failure).
+
+Stopping (``stop`` set: SIGTERM from ``ray job stop``, ``--duration`` over) starts no new
+round; operations already issued get ``stop_grace`` seconds to finish, then are cancelled
+and recorded with the error ``CANCELLED`` — Ray's job stop SIGKILLs 3 s after SIGTERM, so
+waiting out a provide (up to minutes) is not an option, and dropping it would lose the
+fact that it was issued.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from parsec.scheduler.sinks import Sink
 from parsec.store.records import MeasurementRecord
 
 log = logging.getLogger("parsec.scheduler")
+CANCELLED = "cancelled: the scheduler stopped before the server answered"
 
 
 class SchedulerMetrics:
@@ -69,6 +76,7 @@ class Scheduler:
         self.scheduler_id: int | None = None
         self._auth_token = auth_token
         self._client: ServerClient | None = None
+        self._abort = asyncio.Event()  # set stop_grace seconds after stop: cancel what is in flight
 
     async def register(self, dependencies: dict | None = None) -> int:
         deps = {"implementation": "parsec-py", "pid": os.getpid(), **(dependencies or {})}
@@ -80,6 +88,8 @@ class Scheduler:
         if self.scheduler_id is None:
             await self.register()
         stop = stop or asyncio.Event()
+        self._abort = asyncio.Event()
+        watcher = asyncio.create_task(self._abort_after_grace(stop))
         self._client = ServerClient(str(self.scheduler_id), timeout=self.settings.http_timeout,
                                     readiness_timeout=self.settings.readiness_timeout,
                                     auth_token=self._auth_token)
@@ -98,14 +108,50 @@ class Scheduler:
                 if self.on_round:
                     self.on_round(report)
         finally:
+            watcher.cancel()
             await self._client.aclose()
             await self.sink.flush()
         return reports
 
+    async def _abort_after_grace(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        await asyncio.sleep(self.settings.stop_grace)
+        self._abort.set()
+
+    async def _until_abort(self, awaitable):
+        """(True, result) when ``awaitable`` finished first; (False, None) when it was
+        cancelled because the scheduler is stopping."""
+        work = asyncio.ensure_future(awaitable)
+        abort = asyncio.ensure_future(self._abort.wait())
+        try:
+            await asyncio.wait({work, abort}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            work.cancel()
+            raise
+        finally:
+            abort.cancel()
+        if work.done():
+            return True, work.result()
+        work.cancel()
+        await asyncio.wait({work})  # let it unwind (closes its HTTP request)
+        return False, None
+
+    async def _measure(self, step: str, call, cid: str) -> ServerReply:
+        """An issued operation's reply, or a CANCELLED reply when the scheduler stopped first."""
+        started = time.perf_counter()
+        finished, reply = await self._until_abort(call)
+        if finished:
+            return reply
+        return ServerReply(step, time.perf_counter() - started, CANCELLED, cid, 0)
+
     async def run_round(self, number: int) -> RoundReport:
         report = RoundReport(number)
         nodes = await self.repo.discover_nodes(list(self.settings.fleets), self.settings.heartbeat_window)
-        readiness = await asyncio.gather(*(self._client.ready(node_url(n.ip_address, n.server_port)) for n in nodes))
+        finished, readiness = await self._until_abort(
+            asyncio.gather(*(self._client.ready(node_url(n.ip_address, n.server_port)) for n in nodes)))
+        if not finished:
+            report.skipped = "scheduler stopped"
+            return report
         ready = [node for node, ok in zip(nodes, readiness) if ok]
         report.offline = [node.id for node, ok in zip(nodes, readiness) if not ok]
         if report.offline:
@@ -119,10 +165,11 @@ class Scheduler:
             return report
         content = os.urandom(self.settings.content_bytes)
         cid, _ = cid_v0_for(content)
-        reply = await self._client.provide(node_url(plan.provider.ip_address, plan.provider.server_port), content, cid)
+        url = node_url(plan.provider.ip_address, plan.provider.server_port)
+        reply = await self._measure("provide", self._client.provide(url, content, cid), cid)
         report.provide = self._record("provide", plan.provider, reply, number)
         await self._store([report.provide])
-        if reply.error is not None:
+        if reply.error is not None or self._abort.is_set():
             return report
         results = await asyncio.gather(*(self._probe(node, reply.cid, number) for node in plan.retrievers))
         report.retrievals = [record for batch in results for record in batch]
@@ -132,7 +179,9 @@ class Scheduler:
     async def _probe(self, node, cid: str, number: int) -> list[MeasurementRecord]:
         records = []
         for _ in range(self.settings.probes):
-            reply = await self._client.retrieve(node_url(node.ip_address, node.server_port), cid)
+            if self._abort.is_set():
+                break  # not issued: no record
+            reply = await self._measure("retrieval", self._client.retrieve(node_url(node.ip_address, node.server_port), cid), cid)
             records.append(self._record("retrieval", node, reply, number))
         return records
 

@@ -2,16 +2,25 @@
 
 Constructing it starts the server, so when Ray restarts a crashed actor the new instance
 comes back by itself: a new peer, a new ``nodes_ecs`` row, joined the honest way.
+
+On a cluster the actor asks the Ray node it landed on for its region, CPU, memory and
+IP (``parsec.server.nodeinfo``); with ``bind_node_ip`` the HTTP API and the peer listen on
+that IP, so a scheduler on another node can reach them while nothing listens on all
+interfaces.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import sys
+import time
 
 from pydantic import BaseModel, Field
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
+from parsec.server import nodeinfo
 from parsec.server.runtime import ServerRuntime
 
 
@@ -23,6 +32,12 @@ class ServerActorConfig(BaseModel):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bootstrap: list[str] | None = None
+    bind_node_ip: bool = False  # listen (HTTP and libp2p) on the Ray node's own IP
+
+    def fingerprint(self) -> str:
+        """A digest of the whole configuration: a redeploy replaces an actor whose differs."""
+        settings = self.model_dump_json(exclude={"database": {"password"}})
+        return hashlib.sha256((settings + self.database.password).encode()).hexdigest()[:16]
 
 
 class ParsecServerActor:
@@ -30,14 +45,28 @@ class ParsecServerActor:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         self.config = config
+        self.started = time.time()
+        self.ray_node = nodeinfo.current_ray_node()
+        server = config.server
+        if config.bind_node_ip and self.ray_node is not None:
+            server = server.model_copy(update={"server_host": self.ray_node.ip, "peer_host": self.ray_node.ip})
         cmd = f"ray actor {config.name} (fleet {config.server.fleet})"
-        self.runtime = ServerRuntime(config.server, config.network, config.database,
-                                     bootstrap=config.bootstrap, cmd=cmd)
+        self.runtime = ServerRuntime(server, config.network, config.database,
+                                     bootstrap=config.bootstrap, cmd=cmd, ray_node=self.ray_node)
         self.runtime.start()
 
     def status(self) -> dict:
+        """The runtime's status, where it runs and what it costs (this process's CPU and RSS)."""
+        import psutil
+
         status = self.runtime.refresh_status()
-        return {**status.__dict__, "name": self.config.name, "fleet": self.config.server.fleet}
+        process = psutil.Process(os.getpid())
+        cpu = process.cpu_times()
+        return {**status.__dict__, "name": self.config.name, "fleet": self.config.server.fleet,
+                "fingerprint": self.config.fingerprint(), "pid": process.pid,
+                "node_ip": self.ray_node.ip if self.ray_node else "", "ray_node_id": self.ray_node.node_id if self.ray_node else "",
+                "rss_mb": process.memory_info().rss / (1 << 20), "cpu_seconds": cpu.user + cpu.system,
+                "uptime_seconds": time.time() - self.started}
 
     def stop(self) -> None:
         self.runtime.stop()

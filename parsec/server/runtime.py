@@ -68,6 +68,44 @@ def parse_bootstrap(addrs: list[str]) -> list[WirePeer]:
     return peers
 
 
+DNS_PROTOCOLS = ("dns", "dns4", "dns6", "dnsaddr")
+
+
+async def resolve_dns_addrs(addrs: list[str], resolve=None) -> list[str]:
+    """Bootstrap addresses with DNS names (amino's ``/dnsaddr/bootstrap.libp2p.io/p2p/…``)
+    resolved to the ``/ip4|ip6/…/tcp/…/p2p/…`` addresses our TCP transport dials.
+
+    ``resolve`` maps one multiaddr to its resolutions (default: py-multiaddr's DNS
+    resolver). Addresses without a DNS part pass unchanged; a name that does not resolve
+    is logged and dropped, so the others still bootstrap.
+    """
+    import multiaddr
+
+    if resolve is None:
+        async def resolve(addr):
+            return await addr.resolve()
+
+    out: list[str] = []
+    for text in addrs:
+        try:
+            addr = multiaddr.Multiaddr(text)
+            if not any(proto.name in DNS_PROTOCOLS for proto in addr.protocols()):
+                out.append(text)
+                continue
+            peer = addr.get_peer_id()
+            for resolved in await resolve(addr):
+                names = [proto.name for proto in resolved.protocols()]
+                if names[:2] not in (["ip4", "tcp"], ["ip6", "tcp"]) or set(names) - {"ip4", "ip6", "tcp", "p2p"}:
+                    continue  # quic, websockets, …: not our transport
+                if resolved.get_peer_id() is None and peer:
+                    resolved = resolved.encapsulate(multiaddr.Multiaddr(f"/p2p/{peer}"))
+                if peer is None or resolved.get_peer_id() == peer:
+                    out.append(str(resolved))
+        except Exception as error:
+            log.warning("cannot resolve bootstrap address %r: %s", text, error)
+    return list(dict.fromkeys(out))
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind the HTTP socket ourselves: a busy port is a clear error, not a sys.exit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -86,8 +124,10 @@ class ServerRuntime:
     """Start, run and stop one parsec server; blocking methods, safe from any thread."""
 
     def __init__(self, server: ServerSettings, network: NetworkSettings, database: DatabaseSettings,
-                 *, bootstrap: list[str] | None = None, cmd: str | None = None) -> None:
+                 *, bootstrap: list[str] | None = None, cmd: str | None = None,
+                 ray_node: nodeinfo.RayNode | None = None) -> None:
         self.settings = server
+        self.ray_node = ray_node  # where Ray placed us: region, resources, address
         self.network = network
         self.database = database
         self.bootstrap_addrs = bootstrap if bootstrap is not None else network.resolved_bootstrap()
@@ -112,7 +152,7 @@ class ServerRuntime:
         server draws identities until one lands in its configured region; a region the
         model does not place peers in gives way to the identity's own region.
         """
-        wanted = self.settings.region or nodeinfo.region()
+        wanted = self.settings.region or nodeinfo.region(self.ray_node)
         model = self.latency
         if model is None:
             return pylibp2p.keypair(), wanted
@@ -209,12 +249,13 @@ class ServerRuntime:
 
     async def _join(self) -> None:
         """Dial the bootstrap peers, self-lookup, refresh buckets; retry until joined."""
-        peers = parse_bootstrap(self.bootstrap_addrs)
         delay = 1.0
+        addrs = self.bootstrap_addrs
         while True:
+            peers = parse_bootstrap(await resolve_dns_addrs(addrs))
             if not peers:
-                self.status.error = "no bootstrap peers (set PARSEC_BOOTSTRAP_PEERS or start a testbed)"
-                peers = parse_bootstrap(self.network.resolved_bootstrap())
+                self.status.error = self.network.missing_bootstrap_hint()
+                addrs = self.network.resolved_bootstrap()
             else:
                 try:
                     size = await self._strategy.join(peers)
@@ -249,14 +290,12 @@ class ServerRuntime:
                 log.warning("%s; retrying in 5s", self.status.error)
                 await asyncio.sleep(5)
         self._repo = Repository(self._pool)
-        document = nodeinfo.ecs_metadata()
-        cpu, memory, ecs_ip = nodeinfo.ecs_resources(document) if document else (None, None, None)
-        machine_cpu, machine_memory = nodeinfo.machine_resources()
+        cpu, memory, ecs_ip = nodeinfo.resources(nodeinfo.ecs_metadata(), self.ray_node)
         info = NodeInfo(
-            cpu=cpu or machine_cpu, memory=memory or machine_memory, peer_id=self.status.peer_id,
+            cpu=cpu, memory=memory, peer_id=self.status.peer_id,
             region=self.region, cmd=self.cmd, fleet=self.settings.fleet,
             dependencies=nodeinfo.dependencies(self._strategy.dependencies()),
-            ip_address=nodeinfo.advertised_ip(self.settings, ecs_ip), server_port=self.status.http_port,
+            ip_address=nodeinfo.advertised_ip(self.settings, ecs_ip, self.ray_node), server_port=self.status.http_port,
             peer_port=self.status.peer_port,
         )
         self.status.node_id = await self._repo.insert_node(info)

@@ -231,6 +231,19 @@ class Repository:
         )
         return [NodeRow(**dict(row)) for row in rows]
 
+    async def list_nodes(self, fleets: list[str] | None = None, include_offline: bool = False) -> list[dict]:
+        """nodes_ecs rows for status displays (ports as registered, unwrapped), by fleet and id."""
+        rows = await self.pool.fetch(
+            "SELECT id, fleet, region, peer_id, host(ip_address) AS ip_address,"
+            " server_port::int & 65535 AS server_port, peer_port::int & 65535 AS peer_port, cpu, memory,"
+            " last_heartbeat, offline_since, created_at, now() - last_heartbeat AS heartbeat_age"
+            " FROM nodes_ecs"
+            " WHERE ($1::text[] IS NULL OR fleet = ANY($1::text[])) AND ($2 OR offline_since IS NULL)"
+            " ORDER BY fleet, id",
+            list(fleets) if fleets else None, include_offline,
+        )
+        return [dict(row) for row in rows]
+
     async def write_measurements(self, records: list[MeasurementRecord]) -> int:
         """Store a batch once: returns how many records were new (0 for a repeated batch).
 

@@ -16,6 +16,7 @@ class Behaviour:
     provide_status: int = 200
     provide_error: str = ""
     retrieve_error: str = ""
+    retrieve_delay: float = 0.0  # seconds before a /retrieve answer (an operation in flight)
     calls: list[str] = field(default_factory=list)
 
 
@@ -32,6 +33,7 @@ def _app(behaviour: Behaviour):
             body = {"CID": "QmFake", "Measurements": [{"Step": "provide", "Duration": 2_000_000,
                                                          "Error": behaviour.provide_error}], "RoutingTableSize": 30}
         else:
+            await asyncio.sleep(behaviour.retrieve_delay)
             status = 200
             body = {"CID": path.rsplit("/", 1)[1], "Measurements": [{"Step": "", "Duration": 1_000_000,
                                                                       "Error": behaviour.retrieve_error}], "RoutingTableSize": 30}
