@@ -436,11 +436,9 @@ function kadIdOf (peerId) {
   return createHash('sha256').update(peerId.toMultihash().bytes).digest()
 }
 
-function commonPrefixLength (gap) {
-  for (let i = 0; i < gap.length; i++) {
-    if (gap[i] !== 0) return i * 8 + Math.clz32(gap[i]) - 24
-  }
-  return gap.length * 8
+/** the first 48 bits of a kad id as two 24-bit integers */
+function prefix48 (kadId) {
+  return [(kadId[0] << 16) | (kadId[1] << 8) | kadId[2], (kadId[3] << 16) | (kadId[4] << 8) | kadId[5]]
 }
 
 /**
@@ -459,22 +457,27 @@ async function fillNode (node, everyone) {
   const kb = dht.routingTable.kb
   const selfKad = kb.localPeer?.kadId ?? kadIdOf(node.peerId)
   const selfId = node.peerId.toString()
-  const ranked = []
-  for (const peer of everyone) {
+  // rank by the first 48 bits of the XOR gap, as two 24-bit numbers: no allocation per
+  // peer, a numeric sort (ties beyond 48 bits need > 2^24 peers to matter)
+  const [selfHi, selfLo] = prefix48(selfKad)
+  const gaps = new Float64Array(everyone.length)
+  const order = []
+  for (let i = 0; i < everyone.length; i++) {
+    const peer = everyone[i]
     if (peer.text === selfId) continue
-    const gap = Buffer.allocUnsafe(32)
-    for (let b = 0; b < 32; b++) gap[b] = peer.kadId[b] ^ selfKad[b]
-    ranked.push({ peer, gap })
+    gaps[i] = (peer.hi ^ selfHi) * 16777216 + (peer.lo ^ selfLo)
+    order.push(i)
   }
-  ranked.sort((x, y) => Buffer.compare(x.gap, y.gap))
+  order.sort((a, b) => gaps[a] - gaps[b])
   const perCpl = new Map()
   const chosen = []
-  for (const entry of ranked) {
-    const cpl = commonPrefixLength(entry.gap)
+  for (const i of order) {
+    const gap = gaps[i]
+    const cpl = gap === 0 ? 48 : 47 - Math.floor(Math.log2(gap))
     const used = perCpl.get(cpl) ?? 0
     if (used >= K) continue
     perCpl.set(cpl, used + 1)
-    chosen.push(entry.peer)
+    chosen.push(everyone[i])
   }
   for (const peer of chosen) {
     // one peer-store write: addresses + the tag the table's onAdd would merge separately
@@ -498,7 +501,9 @@ async function fill (nodes, list) {
     seen.add(text)
     const id = peerIdFromString(text)
     const multiaddrs = (entry.addrs ?? []).map(a => multiaddr(String(a)).decapsulateCode(P2P_CODE))
-    everyone.push({ id, text, kadId: kadIdOf(id), multiaddrs })
+    const kadId = kadIdOf(id)
+    const [hi, lo] = prefix48(kadId)
+    everyone.push({ id, text, kadId, hi, lo, multiaddrs })
   }
   const sizes = []
   const offered = []
