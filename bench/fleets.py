@@ -223,11 +223,12 @@ def main() -> int:
                   f"latency {args.latency}, unreachable {args.unreachable:.0%}", flush=True)
             results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards, latency, args.unreachable)
             print_table(size, results[size])
+            # after every size, so that a long run stopped later keeps what it measured
+            args.json.write_text(json.dumps({"latency": args.latency, "unreachable": args.unreachable,
+                                             "results": results}, indent=2))
+            print(f"\nwritten {args.json}")
     finally:
         ray.shutdown()
-    args.json.write_text(json.dumps({"latency": args.latency, "unreachable": args.unreachable,
-                                     "results": results}, indent=2))
-    print(f"\nwritten {args.json}")
     return 0
 
 

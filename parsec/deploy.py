@@ -29,6 +29,10 @@ LOCAL_RAY_ENV = {
 }
 _SERVER_OPTIONS = dict(lifetime="detached", namespace=NAMESPACE, max_restarts=-1, max_task_retries=0,
                        num_cpus=0, max_concurrency=4)
+PEERS_PER_PROCESS = {"go": None, "js": 500}
+"""Peers per external program: Go uses every core from one process; a Node process is one
+thread, so js peers are spread over processes of at most 500 (their routing-table fill is
+the slowest part of a large testbed's start)."""
 _SHARD_OPTIONS = dict(lifetime="detached", namespace=NAMESPACE, max_restarts=0, num_cpus=0)
 
 ServerActor = ray.remote(**_SERVER_OPTIONS)(ParsecServerActor)
@@ -47,7 +51,7 @@ class TestbedHandle:
 
     __test__ = False
     shards: list = field(default_factory=list)
-    external: dict = field(default_factory=dict)  # "go" / "js" → that program's actor
+    external: dict = field(default_factory=dict)  # "go" / "js" → the (first) program of that implementation
     ghosts: list[WirePeer] = field(default_factory=list)  # in routing tables, never answering
     peers: list[WirePeer] = field(default_factory=list)
     ready_seconds: float = 0.0
@@ -81,12 +85,17 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
                       settings.slow_fraction, settings.slow_delay, settings.churn_session))
         for i, size in enumerate(sizes)
     ]
-    for offset, implementation in enumerate(impl for impl in ("go", "js") if mix.get(impl)):
-        spec = ShardSpec(count + offset, mix[implementation], settings.host, protocol_id, settings.k,
-                         settings.seed, latency)
-        shards.append(ExternalActor.options(name=f"{name}-{implementation}").remote(implementation, spec))
-    handle = TestbedHandle(shards=shards, external=dict(zip((i for i in ("go", "js") if mix.get(i)), shards[count:])))
-    labels = [f"py-{i}={size}" for i, size in enumerate(sizes)] + [f"{i}={mix[i]}" for i in ("go", "js") if mix.get(i)]
+    handle = TestbedHandle(shards=shards)
+    labels = [f"py-{i}={size}" for i, size in enumerate(sizes)]
+    for implementation in ("go", "js"):
+        parts = _split(mix.get(implementation, 0), PEERS_PER_PROCESS[implementation])
+        for part, size in enumerate(parts):
+            spec = ShardSpec(len(shards), size, settings.host, protocol_id, settings.k, settings.seed, latency)
+            suffix = f"-{part}" if part else ""
+            actor = ExternalActor.options(name=f"{name}-{implementation}{suffix}").remote(implementation, spec)
+            shards.append(actor)
+            handle.external.setdefault(implementation, actor)  # the first program of each
+            labels.append(f"{implementation}{suffix}={size}")
     batches, seconds = _gather_timed([shard.start.remote() for shard in shards])
     progress("testbed: started " + ", ".join(f"{label} in {t:.1f}s" for label, t in zip(labels, seconds)))
     for batch in batches:
@@ -111,6 +120,14 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
         ray.get([shard.start_churn.remote() for shard in shards[:count]])
         progress(f"testbed: churn on for the {py_peers} py peers (median session {settings.churn_session:g}s)")
     return handle
+
+
+def _split(total: int, per_process: int | None) -> list[int]:
+    """``total`` peers over as few processes as hold at most ``per_process`` each, evenly."""
+    if total <= 0:
+        return []
+    parts = 1 if per_process is None else -(-total // per_process)
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def _gather_timed(refs: list) -> tuple[list, list[float]]:

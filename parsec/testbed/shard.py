@@ -66,7 +66,8 @@ class PeerShard:
         self._keys: list = []
         self._ports: list[int] = []
         self._leave: list[trio.Event] = []
-        self._everyone: list[WirePeer] = []
+        self._by_id: dict[bytes, WirePeer] = {}
+        self._refs: list[PeerRef] = []
         self._churn: ChurnSchedule | None = None
         self._loop = TrioThread(f"testbed-{spec.index}")
 
@@ -148,7 +149,7 @@ class PeerShard:
             log.warning("testbed peer %d could not come back: %s", i, error)
             return
         self.nodes[i] = node
-        self._fill_one(node, self._everyone)
+        self._fill_one(node)
         with contextlib.suppress(Exception):
             await run_lookup(node, node.me.peer_id, FIND_NODE, Trace("rejoin"))
 
@@ -165,17 +166,15 @@ class PeerShard:
                     self._leave[transition.index].set()
 
     def _fill(self, everyone: list[WirePeer]) -> dict[str, float]:
-        self._everyone = everyone
-        sizes = [self._fill_one(node, everyone) for node in self.nodes]
+        self._by_id = {peer.peer_id: peer for peer in everyone}
+        self._refs = [PeerRef.from_id(peer.peer_id) for peer in everyone]  # hashed once, not per node
+        sizes = [self._fill_one(node) for node in self.nodes]
         return {"peers": len(self.nodes), "mean_rt": sum(sizes) / max(len(sizes), 1)}
 
-    @staticmethod
-    def _fill_one(node: DhtNode, everyone: list[WirePeer]) -> int:
-        by_id = {peer.peer_id: peer for peer in everyone}
-        node.routing.fill_from(PeerRef.from_id(peer.peer_id) for peer in everyone
-                               if peer.peer_id != node.me.peer_id)
+    def _fill_one(self, node: DhtNode) -> int:
+        node.routing.fill_from(ref for ref in self._refs if ref.peer_id != node.me.peer_id)
         for ref in node.routing.peers():
-            node.learn(by_id[ref.peer_id])
+            node.learn(self._by_id[ref.peer_id])
         return len(node.routing)
 
     def _stats(self) -> dict[str, float]:

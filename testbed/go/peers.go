@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 	"sync"
 	"time"
@@ -103,7 +104,7 @@ func newPeer(opts Options, i int) (*Peer, error) {
 	dopts := []dht.Option{
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(protocol.ID(opts.ProtocolPrefix)),
-		dht.BucketSize(20),
+		dht.BucketSize(fillK),
 		dht.BootstrapPeers(), // no public bootstrap peers: the testbed fills tables itself
 	}
 	if !opts.AutoRefresh {
@@ -197,9 +198,10 @@ func (ps *Peers) Describe() []PeerJSON {
 }
 
 type candidate struct {
-	id    peer.ID
-	key   kb.ID
-	addrs []ma.Multiaddr
+	id     peer.ID
+	key    kb.ID
+	prefix uint64 // the key's first 64 bits: XOR of two prefixes ranks peers by distance
+	addrs  []ma.Multiaddr
 }
 
 // parsePeers reads peers of the control protocol ({"id","addrs"}); a trailing /p2p/<id>
@@ -224,7 +226,8 @@ func parsePeers(given []PeerJSON) ([]candidate, error) {
 				addrs = append(addrs, a)
 			}
 		}
-		cands = append(cands, candidate{id: id, key: kb.ConvertPeerID(id), addrs: addrs})
+		key := kb.ConvertPeerID(id)
+		cands = append(cands, candidate{id: id, key: key, prefix: binary.BigEndian.Uint64(key[:8]), addrs: addrs})
 	}
 	return cands, nil
 }
@@ -278,18 +281,27 @@ func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
 
 func (ps *Peers) fillOne(p *Peer, cands []candidate, order []candidate) int {
 	self := p.Host.ID()
-	selfKey := kb.ConvertPeerID(self)
+	selfPrefix := binary.BigEndian.Uint64(kb.ConvertPeerID(self)[:8])
+	// rank by the first 64 bits of the XOR distance (ties need > 2^32 peers to matter),
+	// then keep the k closest of every common-prefix length: all a standard table can hold,
+	// so the table is offered ~k*log2(N/k) peers instead of all N
 	order = order[:0]
 	for _, c := range cands {
 		if c.id != self {
 			order = append(order, c)
 		}
 	}
-	dist := make(map[peer.ID][]byte, len(order))
+	sort.Slice(order, func(a, b int) bool { return order[a].prefix^selfPrefix < order[b].prefix^selfPrefix })
+	perCpl := make(map[int]int)
+	kept := order[:0]
 	for _, c := range order {
-		dist[c.id] = kb.Xor(selfKey, c.key)
+		cpl := bits.LeadingZeros64(c.prefix ^ selfPrefix)
+		if perCpl[cpl] < fillK {
+			perCpl[cpl]++
+			kept = append(kept, c)
+		}
 	}
-	sort.Slice(order, func(a, b int) bool { return bytes.Compare(dist[order[a].id], dist[order[b].id]) < 0 })
+	order = kept
 	rt := p.DHT.RoutingTable()
 	in := make(map[peer.ID]bool, len(order))
 	for _, id := range rt.ListPeers() {
@@ -415,6 +427,9 @@ func (ps *Peers) forget(p *Peer, other peer.ID) {
 // bootstrapAdmitWait bounds the wait for connected bootstrap peers to enter the routing
 // table (identify, then go's FIND_NODE liveness check, run asynchronously).
 const bootstrapAdmitWait = 10 * time.Second
+
+// fillK is the bucket size k of every peer's table (as the py and js testbed peers)
+const fillK = 20
 
 // Bootstrap joins local peer i to the DHT the way a go-libp2p-kad-dht node joins, instead
 // of a direct fill: the bootstrap peers' addresses go to the peerstore and each is dialled
