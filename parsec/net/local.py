@@ -41,10 +41,15 @@ class LocalFleets:
             background = self._background = await stack.enter_async_context(trio.open_nursery())
             for fleet in self.fleets:
                 host, listen = pylibp2p.create_host(pylibp2p.keypair())
-                self.strategies[fleet] = make_strategy(fleet, host, background, protocol_id=self.protocol_id,
-                                                       rpc_timeout=self.rpc_timeout, latency=self.latency)
-                self.ids[fleet] = host.get_id().to_bytes()
+                strategy = self.strategies[fleet] = make_strategy(
+                    fleet, host, background, protocol_id=self.protocol_id, rpc_timeout=self.rpc_timeout,
+                    latency=self.latency)
                 await stack.enter_async_context(host.run([listen]))
+                if hasattr(strategy, "start"):  # go / js: that implementation's program hosts the peer
+                    self.ids[fleet] = (await strategy.start()).peer_id
+                    stack.push_async_callback(trio.to_thread.run_sync, strategy.stop)
+                else:
+                    self.ids[fleet] = host.get_id().to_bytes()
             task_status.started()
             await trio.sleep_forever()
 
