@@ -121,8 +121,9 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
                         theirs["ttfpr"].append(seconds)
                         theirs["ttfpr_cpu"].append(cpu)
                         theirs["ttfpr_rpcs"].append(rtrace.as_dict().get("rpc_total", 0))
-                        if rtrace.extra.get("path_rtt_s") is not None:
-                            theirs["path_rtt"].append(rtrace.extra["path_rtt_s"])
+                        path_rtt = (getattr(rtrace, "extra", None) or {}).get("path_rtt_s")
+                        if path_rtt is not None:  # our engine's traces have it, other programs' do not
+                            theirs["path_rtt"].append(path_rtt)
                         hosts.loop.run(hosts.strategies[other].forget, found)
                 row["testbed_cpu"].append(shard_cpu(pids) - before)
             print(f"  round {round_no + 1}/{rounds} done", flush=True)
