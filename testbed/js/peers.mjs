@@ -480,15 +480,13 @@ async function fillNode (node, everyone) {
     chosen.push(everyone[i])
   }
   for (const peer of chosen) {
-    await kb._add({ peerId: peer.id, kadId: peer.kadId, lastPing: Date.now() }, { [FILLED]: true })
-    if (kb.get(peer.kadId) == null) continue // the trie's full deepest bucket did not keep it
     // one peer-store write: addresses + the tag the table's onAdd would merge separately
-    // (the peer-store writes are most of fill's CPU: only for peers the table kept)
     await node.peerStore.merge(peer.id, {
       multiaddrs: peer.multiaddrs,
       protocols: [protocol],
       tags: { [KAD_PEER_TAG]: { value: 1 } }
     })
+    await kb._add({ peerId: peer.id, kadId: peer.kadId, lastPing: Date.now() }, { [FILLED]: true })
   }
   return { size: dht.routingTable.size, offered: chosen.length }
 }
