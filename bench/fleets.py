@@ -76,8 +76,14 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
                      "errors": 0, "not_found": 0, "fell_back": 0, "testbed_cpu": []} for fleet in fleets}
     try:
         boot = parse_bootstrap(testbed.bootstrap_addrs(8))
-        for fleet, strategy in hosts.strategies.items():
-            _, seconds = hosts.join(fleet, boot)
+        for fleet, strategy in list(hosts.strategies.items()):
+            try:
+                _, seconds = hosts.join(fleet, boot)
+            except Exception as error:  # a fleet that cannot join is reported, not fatal
+                print(f"  {fleet}: join failed ({error}); left out", flush=True)
+                fleets = [f for f in fleets if f != fleet]
+                stats.pop(fleet)
+                continue
             print(f"  {fleet}: joined in {seconds:.1f}s, routing table {strategy.routing_table_size()}", flush=True)
         live = [PeerRef.from_id(p.peer_id) for p in testbed.peers] + [PeerRef.from_id(hosts.ids[f]) for f in fleets]
         listed = live + [PeerRef.from_id(p.peer_id) for p in testbed.ghosts]  # what routing tables hold

@@ -9,6 +9,7 @@ implementation's own way (``bootstrap``: dial the bootstrap peers, run its refre
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from typing import Any
 
@@ -18,6 +19,8 @@ from libp2p.peer.id import ID
 from parsec.net.external import ExternalPeers, command_for
 from parsec.net.node import RpcError
 from parsec.net.wire import WirePeer
+
+log = logging.getLogger("parsec.net.external")
 
 
 class ExternalTrace:
@@ -78,7 +81,12 @@ class ExternalStrategy:
         reply = await trio.to_thread.run_sync(self.peers.bootstrap, 0, peers)
         self._rt_size = int(reply.get("rt_size") or 0)
         if reply.get("error"):
-            raise RpcError(f"{self.name} bootstrap: {reply['error']}")
+            if self._rt_size <= 0:
+                raise RpcError(f"{self.name} bootstrap: {reply['error']}")
+            # connected, but its own table refresh did not finish in time (it waits out dial
+            # timeouts to unreachable peers): the peer serves, as go's and js's DHTs do
+            log.warning("%s bootstrap: %s; serving with %d peers in the routing table",
+                        self.name, reply["error"], self._rt_size)
         self.joined = self._rt_size > 0
         return self._rt_size
 
