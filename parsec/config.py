@@ -53,6 +53,13 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 FLEETS = ("default", "optprov", "fullrt", "pylibp2p", "go", "js")
+
+
+def known_fleet(value: str) -> str:
+    """``value`` if it names a fleet, else a ValueError that lists the fleets."""
+    if value not in FLEETS:
+        raise ValueError(f"unknown fleet {value!r}; known: {', '.join(FLEETS)}")
+    return value
 AMINO_BOOTSTRAP = (
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
     "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
@@ -188,9 +195,7 @@ class ServerSettings(BaseSettings):
     @field_validator("fleet")
     @classmethod
     def _known_fleet(cls, value: str) -> str:
-        if value not in FLEETS:
-            raise ValueError(f"unknown fleet {value!r}; known: {', '.join(FLEETS)}")
-        return value
+        return known_fleet(value)
 
 
 class SchedulerSettings(BaseSettings):

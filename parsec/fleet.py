@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from parsec.config import FLEETS, CsvList, DatabaseSettings, NetworkSettings, Seconds, ServerSettings
+from parsec.config import CsvList, DatabaseSettings, NetworkSettings, Seconds, ServerSettings, known_fleet
 from parsec.server.nodeinfo import region_resource
 
 NAME_PREFIX = "fleet"
@@ -48,9 +48,7 @@ class FleetSettings(BaseSettings):
     @field_validator("fleet")
     @classmethod
     def _known_fleet(cls, value: str) -> str:
-        if value not in FLEETS:
-            raise ValueError(f"unknown fleet {value!r}; known: {', '.join(FLEETS)}")
-        return value
+        return known_fleet(value)
 
     @field_validator("regions")
     @classmethod

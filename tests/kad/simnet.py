@@ -16,17 +16,20 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from parsec.kad import (
+    KEY_BITS,
     CrawlRequest,
     CrawlResult,
     Crawler,
     Key,
     Lookup,
     LookupResult,
+    NetworkSizeEstimator,
     PeerRef,
     ProvideOperation,
     ProvideResult,
     Request,
     RoutingTable,
+    bucket_fill_for,
     closest_peers,
     key_of,
 )
@@ -250,3 +253,21 @@ def run_crawl(
                 closer = peer.table.closest(key_of(request.key_bytes), net.k)
                 crawler.on_response(peer.ref, request.key_bytes, closer, clock.now)
     raise AssertionError(f"crawl not done after {max_steps} steps")
+
+
+def trained_estimator(
+    net: SimNet, *, lookups: int = 40, seed: int = 21, rpc_timeout: float = 10.0
+) -> tuple[NetworkSizeEstimator, float, list[LookupResult]]:
+    """A size estimator fed by ``lookups`` completed lookups from random live peers to
+    random keys, as a node's own lookups would feed it: (estimator, time after the last,
+    the lookups' results)."""
+    rng = random.Random(seed)
+    estimator, now, results = NetworkSizeEstimator(), 0.0, []
+    for _ in range(lookups):
+        origin = net.peers[rng.choice(net.live)]
+        target = rng.getrandbits(KEY_BITS)
+        result = net.run(net.start_lookup(origin, target, now=now, rpc_timeout=rpc_timeout), now=now).result
+        now = result.finished_at
+        estimator.track_lookup(result, now, bucket_fill_for(origin.table, target, result.closest))
+        results.append(result)
+    return estimator, now, results

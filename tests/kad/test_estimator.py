@@ -18,7 +18,7 @@ from parsec.kad import (
 )
 from parsec.kad.estimator import gamma_quantile, regularized_lower_gamma
 
-from .simnet import SimNet
+from .simnet import SimNet, trained_estimator
 
 
 class SyntheticNetwork:
@@ -172,14 +172,8 @@ def test_with_dead_entries_the_estimate_is_of_the_reachable_peers() -> None:
     """45 % of table entries dead: tracking what the lookups heard of, times the share of
     those that answered, lands within 15 % of the reachable count."""
     net = SimNet(1000, seed=7, dead=0.45)
-    rng = random.Random(21)
-    estimator, now = NetworkSizeEstimator(), 0.0
-    for _ in range(40):
-        origin = net.peers[rng.choice(net.live)]
-        target = rng.getrandbits(KEY_BITS)
-        result = net.run(net.start_lookup(origin, target, now=now, rpc_timeout=5.0), now=now).result
-        now = result.finished_at
+    estimator, now, results = trained_estimator(net, rpc_timeout=5.0)
+    for result in results:
         assert result.listed_answered <= result.listed_asked <= len(result.closest_listed) == 20
-        estimator.track_lookup(result, now)
     assert estimator.estimate(now) == pytest.approx(len(net.live), rel=0.15)
     assert estimator.estimate_listed(now) == pytest.approx(1000, rel=0.15)

@@ -15,15 +15,13 @@ from parsec.kad import (
     ClassicProvide,
     OPTPROV_FOLLOWUP,
     OPTPROV_STALL_TIMEOUT,
-    NetworkSizeEstimator,
     OptimisticProvide,
     PeerRef,
     ProvideOperation,
     Request,
-    bucket_fill_for,
 )
 
-from .simnet import SimNet, run_provide
+from .simnet import SimNet, run_provide, trained_estimator
 
 UNIT_BITS = 236
 UNIT = 2.0 ** (UNIT_BITS - KEY_BITS)  # the normalised distance of P(1)
@@ -241,15 +239,7 @@ def net() -> SimNet:
 @pytest.fixture(scope="module")
 def thresholds(net: SimNet) -> tuple[float, float]:
     """The estimator fed by 40 completed lookups on the network, as a node would be."""
-    rng = random.Random(21)
-    estimator = NetworkSizeEstimator()
-    now = 0.0
-    for _ in range(40):
-        origin = net.peers[rng.choice(net.live)]
-        target = rng.getrandbits(KEY_BITS)
-        result = net.run(net.start_lookup(origin, target, now=now), now=now).result
-        now = result.finished_at
-        estimator.track_lookup(result, now, bucket_fill_for(origin.table, target, result.closest))
+    estimator, now, _ = trained_estimator(net)
     assert estimator.estimate(now) == pytest.approx(1000, rel=0.15)
     return estimator.thresholds(now)
 
@@ -302,14 +292,7 @@ def test_among_unreachable_peers_optimistic_provide_is_5x_faster_and_about_as_ri
     up. Its set is about as far from the true 20 closest reachable peers as classic's (the
     thresholds leave room, and the walk does not find every live peer behind dead entries)."""
     net = SimNet(1000, seed=7, dead=0.45)
-    rng = random.Random(21)
-    estimator, now = NetworkSizeEstimator(), 0.0
-    for _ in range(40):
-        origin = net.peers[rng.choice(net.live)]
-        target = rng.getrandbits(KEY_BITS)
-        result = net.run(net.start_lookup(origin, target, now=now, rpc_timeout=5.0), now=now).result
-        now = result.finished_at
-        estimator.track_lookup(result, now, bucket_fill_for(origin.table, target, result.closest))
+    estimator, now, _ = trained_estimator(net, rpc_timeout=5.0)
     rows = compare(net, estimator.thresholds(now), 22, 30, rpc_timeout=5.0)
     live = set(net.live)
     for _, result, _ in rows:
