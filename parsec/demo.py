@@ -75,7 +75,16 @@ def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path
     command += ["--fleets", args.fleets, "--rounds", str(args.rounds), "--interval", str(args.interval),
                 "--probes", str(args.probes), "--parquet-dir", str(parquet_dir)]
     env = {f"PARSEC_DATABASE_{k.upper()}": str(v) for k, v in database.model_dump().items()}
-    return client.submit_job(entrypoint=" ".join(command), runtime_env={"env_vars": env})
+    try:
+        return client.submit_job(entrypoint=" ".join(command), runtime_env={"env_vars": env})
+    except RuntimeError as error:
+        if "No available agent" not in str(error):
+            raise
+        # Ray's job agent listens on a fixed port (52365) that ray.init cannot change: a
+        # second local Ray cluster on this machine leaves its own cluster without one
+        raise RuntimeError("Ray's job agent is not running, most likely because another Ray cluster on this "
+                           "machine holds its port (52365): stop that cluster, or pass --ray-address to use "
+                           "it") from None
 
 
 def follow_job(client, job_id: str, timeout: float) -> str:
