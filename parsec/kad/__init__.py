@@ -35,12 +35,9 @@ from .keyspace import (
 )
 from .lookup import Lookup
 from .lookup_types import UNREACHABLE, Followup, Goal, LookupResult, PeerState, Phase, Reason
+from .optimistic import OPTPROV_RETURN_AFTER, OPTPROV_STALL_TIMEOUT, OptimisticProvide
 from .optprov import (
-    OPTPROV_RETURN_AFTER,
-    OPTPROV_FOLLOWUP,
-    OPTPROV_STALL_TIMEOUT,
     ClassicProvide,
-    OptimisticProvide,
     ProvideOperation,
     ProvideResult,
     Request,
@@ -56,7 +53,6 @@ __all__ = [
     "OPTPROV_INDIVIDUAL_COEFFICIENT",
     "OPTPROV_POOL_SIZE",
     "OPTPROV_RETURN_AFTER",
-    "OPTPROV_FOLLOWUP",
     "OPTPROV_STALL_TIMEOUT",
     "OPTPROV_SET_COEFFICIENT",
     "UNREACHABLE",

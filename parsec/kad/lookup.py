@@ -18,20 +18,16 @@ Driver loop::
 
 Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
 
-* Each known peer is in one ``PeerState``: HEARD (known, not asked), WAITING (request in
-  flight), RESPONDED, FAILED (the driver reported an error) or TIMED_OUT (no answer within
-  ``rpc_timeout``; FAILED and TIMED_OUT are go's "unreachable"), or ABANDONED (request still
-  in flight when the walk ended and no longer awaited).
-* Walk: at most ``alpha`` requests WAITING; each ``poll`` asks the closest HEARD peers to
-  fill the free slots. With ``stall_timeout`` (off by default, as in go) a request still
-  unanswered after that long frees its slot but stays awaited until ``rpc_timeout`` — the
-  Kademlia paper's "nodes that fail to respond quickly are removed from consideration until
-  and unless they do respond" — so dials to unreachable peers stop blocking the walk: a
-  stalled peer is skipped by the convergence rule and settles the followup as a failure
-  would (an answer it sends before the lookup ends still counts). A peer is never asked twice, the local peer never. Closer peers from
-  a response enter as HEARD (at most ``2*k`` per response, as go caps them); a peer keeps the
-  hop of the response that first named it (go's "referrer"): seeds are hop 1, peers named by
-  a hop-h peer are hop h+1.
+* Walk (every known peer is in one ``PeerState``): at most ``alpha`` requests WAITING;
+  each ``poll`` asks the closest HEARD peers to fill the free slots. A peer is never asked
+  twice, the local peer never. Closer peers from a response enter as HEARD (at most ``2*k``
+  per response, as go caps them); a peer keeps the hop and referrer of the response that
+  first named it: seeds are hop 1, peers named by a hop-h peer are hop h+1
+  (``provider_path`` follows the referrers back).
+* ``stall_timeout`` (off by default, as in go): a request unanswered that long frees its
+  slot, is skipped by the convergence rule and settles the followup as a failure would, but
+  its answer still counts until ``rpc_timeout`` — the Kademlia paper's "nodes that fail to
+  respond quickly are removed from consideration until and unless they do respond".
 * After every event the walk's end is checked in go's order:
     1. ``found``     — goal "providers" and ``max_providers`` distinct providers received;
     2. ``exhausted`` — no HEARD and no WAITING peer left (starvation; in a small network
@@ -39,23 +35,9 @@ Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
     3. ``converged`` — among known peers that are not unreachable, the ``beta`` closest
        have all RESPONDED. (So nothing closer than them is still unasked or pending: any
        such peer would itself be among those ``beta``.)
-* Followup, only after ``converged`` (a walk that ended ``found``, ``exhausted`` or
-  ``stopped`` ends the lookup). Its requests are not bounded by ``alpha``: up to ``k`` of
-  them may be in flight at once. Providers still count, and reaching ``max_providers`` ends it as
-  ``found``. Three modes:
-
-  - ``"once"`` (default; go's runLookupWithFollowup, used by its GetClosestPeers, Provide
-    and FindProviders): the k closest not-unreachable peers that are still HEARD or WAITING
-    at convergence are each asked once, all at once; the lookup ends when every one of them
-    has answered, failed or timed out. Closer peers named in followup answers are not
-    followed, and requests WAITING outside that set are ABANDONED. One difference from go:
-    go cancels the walk's in-flight requests and asks those peers again; here the original
-    request is kept.
-  - ``"refill"`` (the completion rule of rust-libp2p's ClosestPeersIter): it ends only
-    when the k closest not-unreachable known peers have all RESPONDED (or no such peer is
-    left): a peer of that set that fails is replaced by the next closest, closer peers in
-    answers are followed, nothing is abandoned. Robust top-k under churn, for more RPCs.
-  - ``"off"``: end at convergence; at most ``alpha`` requests are ever in flight.
+* Followup, only after ``converged``: up to ``k`` requests at once, not bounded by
+  ``alpha``; providers still count (``max_providers`` ends it as ``found``). Its modes —
+  ``"once"`` (go's, the default), ``"refill"``, ``"off"`` — are described at ``Followup``.
 * Responses or failures arriving after a request timed out or was abandoned are ignored
   (such responses are counted in ``late_responses``); so is every event after ``done``, and
   the result never changes once done. An event for a peer that was never asked, already
@@ -70,27 +52,12 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
 
 from .keyspace import Key, PeerRef
-from .lookup_types import UNREACHABLE, Followup, Goal, LookupResult, PeerState, Phase, Reason
-
-_PENDING = frozenset({PeerState.HEARD, PeerState.WAITING})
-_IGNORED_LATE = frozenset({PeerState.TIMED_OUT, PeerState.ABANDONED})
-
-
-@dataclass(slots=True)
-class _Candidate:
-    peer: PeerRef
-    distance: int
-    hop: int
-    state: PeerState = PeerState.HEARD
-    deadline: float = math.inf
-    stall_at: float = math.inf  # from then on the request no longer holds an alpha slot
-    referrer: PeerRef | None = None  # the peer whose answer first named this one (None: seed)
-
+from .lookup_types import IGNORED_LATE, PENDING, UNREACHABLE, Candidate, Followup, Goal, LookupResult, PeerState
+from .lookup_types import Phase, Reason
 
 _by_distance = attrgetter("distance")
 
@@ -100,8 +67,7 @@ class Lookup:
 
     ``seeds`` are the peers to start from (go starts from the k closest of its routing
     table). ``goal="providers"`` ends as soon as ``max_providers`` distinct providers arrived
-    (``max_providers=0``: collect all, never end early). ``followup`` picks what happens
-    after convergence: ``"once"`` (go), ``"refill"`` (complete top-k) or ``"off"``.
+    (``max_providers=0``: collect all, never end early); ``followup``: see ``Followup``.
     """
 
     def __init__(
@@ -143,14 +109,13 @@ class Lookup:
         self.stall_timeout = stall_timeout
         self._self_id = None if self_peer is None else self_peer.peer_id
 
-        self._candidates: dict[PeerRef, _Candidate] = {}
-        self._order: list[_Candidate] = []  # every candidate, sorted by distance to target
+        self._candidates: dict[PeerRef, Candidate] = {}
+        self._order: list[Candidate] = []  # every candidate, sorted by distance to target
         self._heard = 0  # candidates in state HEARD
-        self._in_flight: dict[PeerRef, _Candidate] = {}  # awaited requests (WAITING)
-        self._followup_set: list[_Candidate] = []  # mode "once": fixed at convergence
+        self._in_flight: dict[PeerRef, Candidate] = {}  # awaited requests (WAITING)
+        self._followup_set: list[Candidate] = []  # mode "once": fixed at convergence
         self._providers: dict[PeerRef, None] = {}
-        self._provider_hop = 0
-        self._provider_source: _Candidate | None = None  # who answered with the first provider
+        self._provider_source: Candidate | None = None  # who answered with the first provider
         self._errors: Counter[str] = Counter()
 
         self._phase: Phase = "walk"
@@ -301,8 +266,8 @@ class Lookup:
     def result(self) -> LookupResult:
         """A snapshot of the outcome and counters; final once ``done``."""
         closest = self.closest_responded()
-        if self.goal == "providers" and self._providers:
-            hops = self._provider_hop
+        if self.goal == "providers" and self._provider_source is not None:
+            hops = self._provider_source.hop
         else:
             hops = max((self._candidates[p].hop for p in closest), default=0)
         found = bool(self._providers) if self.goal == "providers" else bool(closest)
@@ -360,7 +325,7 @@ class Lookup:
         if expired or (self.stall_timeout is not None and self._phase != "done"):
             self._update()  # a stall is an event too: it may end the walk or the followup
 
-    def _stalled(self, candidate: _Candidate) -> bool:
+    def _stalled(self, candidate: Candidate) -> bool:
         return candidate.state is PeerState.WAITING and candidate.stall_at <= self._now
 
     def _holding_slots(self, now: float) -> int:
@@ -369,12 +334,12 @@ class Lookup:
             return len(self._in_flight)
         return sum(1 for c in self._in_flight.values() if c.stall_at > now)
 
-    def _answering(self, peer: PeerRef, now: float) -> _Candidate | None:
+    def _answering(self, peer: PeerRef, now: float) -> Candidate | None:
         """The awaited candidate an answer from ``peer`` settles, now removed from the
         in-flight set; None if the answer is to be ignored (late, abandoned, or done)."""
         self._advance(now)
         candidate = self._candidates.get(peer)
-        if self._phase == "done" or (candidate is not None and candidate.state in _IGNORED_LATE):
+        if self._phase == "done" or (candidate is not None and candidate.state in IGNORED_LATE):
             return None
         if candidate is None or candidate.state is not PeerState.WAITING:
             state = None if candidate is None else candidate.state.value
@@ -385,24 +350,24 @@ class Lookup:
     def _hear(self, peer: PeerRef, hop: int, referrer: PeerRef | None = None) -> None:
         if peer in self._candidates or peer.peer_id == self._self_id:
             return
-        candidate = _Candidate(peer, peer.key ^ self.target, hop, referrer=referrer)
+        candidate = Candidate(peer, peer.key ^ self.target, hop, referrer=referrer)
         self._candidates[peer] = candidate
         bisect.insort(self._order, candidate, key=_by_distance)
         self._heard += 1
 
-    def _in_state(self, state: PeerState) -> Iterable[_Candidate]:
+    def _in_state(self, state: PeerState) -> Iterable[Candidate]:
         return (c for c in self._order if c.state is state)
 
-    def _reachable(self, n: int) -> list[_Candidate]:
+    def _reachable(self, n: int) -> list[Candidate]:
         """The ``n`` closest candidates not unreachable."""
         return list(islice((c for c in self._order if c.state not in UNREACHABLE), n))
 
-    def _followup_targets(self) -> list[_Candidate]:
+    def _followup_targets(self) -> list[Candidate]:
         """The peers the followup must settle: fixed at convergence in mode "once", the
         current k closest not-unreachable in mode "refill"."""
         return self._followup_set if self.followup == "once" else self._reachable(self.k)
 
-    def _add_providers(self, providers: Iterable[PeerRef], source: _Candidate, now: float) -> None:
+    def _add_providers(self, providers: Iterable[PeerRef], source: Candidate, now: float) -> None:
         for provider in providers:
             if self.max_providers and len(self._providers) >= self.max_providers:
                 return
@@ -410,7 +375,6 @@ class Lookup:
                 continue
             if not self._providers:
                 self._first_provider_at = now
-                self._provider_hop = source.hop
                 self._provider_source = source
             self._providers[provider] = None
 
@@ -452,7 +416,7 @@ class Lookup:
         elif self._phase == "followup":
             if self._enough_providers():
                 self._finish("found")
-            elif not any(c.state in _PENDING and not self._stalled(c) for c in self._followup_targets()):
+            elif not any(c.state in PENDING and not self._stalled(c) for c in self._followup_targets()):
                 assert self._walk_reason is not None
                 self._finish(self._walk_reason)
 
@@ -463,7 +427,7 @@ class Lookup:
     def _end_walk(self, reason: Reason) -> None:
         self._mark_walk_end()
         self._walk_reason = reason
-        pending = [c for c in self._reachable(self.k) if c.state in _PENDING]
+        pending = [c for c in self._reachable(self.k) if c.state in PENDING]
         if reason != "converged" or self.followup == "off" or not pending:
             self._finish(reason)
             return
@@ -474,7 +438,7 @@ class Lookup:
             for candidate in [c for c in self._in_flight.values() if c.peer not in settling]:
                 self._abandon(candidate)
 
-    def _abandon(self, candidate: _Candidate) -> None:
+    def _abandon(self, candidate: Candidate) -> None:
         del self._in_flight[candidate.peer]
         candidate.state = PeerState.ABANDONED
 

@@ -7,6 +7,7 @@ a lookup's outcome without the machinery that produced it.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,10 +17,29 @@ Goal = Literal["closest", "providers"]
 Phase = Literal["walk", "followup", "done"]
 Reason = Literal["found", "converged", "exhausted", "stopped"]
 Followup = Literal["once", "refill", "off"]
+"""What a lookup does after its walk converged (a walk that ended otherwise ends the lookup):
+
+- ``"once"`` (default; go's runLookupWithFollowup, used by its GetClosestPeers, Provide and
+  FindProviders): the k closest not-unreachable peers still HEARD or WAITING at convergence
+  are each asked once, all at once (not bounded by alpha); the lookup ends when every one
+  of them has answered, failed or timed out. Closer peers named in followup answers are not
+  followed, and requests WAITING outside that set are ABANDONED. One difference from go: go
+  cancels the walk's in-flight requests and asks those peers again; here the original
+  request is kept.
+- ``"refill"`` (the completion rule of rust-libp2p's ClosestPeersIter): it ends only when
+  the k closest not-unreachable known peers have all RESPONDED (or no such peer is left): a
+  peer of that set that fails is replaced by the next closest, closer peers in answers are
+  followed, nothing is abandoned. Robust top-k under churn, for more RPCs.
+- ``"off"``: end at convergence; at most ``alpha`` requests are ever in flight.
+"""
 
 
 class PeerState(enum.Enum):
-    """Where a peer stands in one lookup (go-libp2p-kad-dht's qpeerset states, plus two)."""
+    """Where a peer stands in one lookup (go-libp2p-kad-dht's qpeerset states, plus two):
+    HEARD (known, not asked), WAITING (request in flight), RESPONDED, FAILED (the driver
+    reported an error) or TIMED_OUT (no answer within ``rpc_timeout``; FAILED and TIMED_OUT
+    are go's "unreachable"), or ABANDONED (request still in flight when the walk ended and
+    no longer awaited)."""
 
     HEARD = "heard"
     WAITING = "waiting"
@@ -31,6 +51,21 @@ class PeerState(enum.Enum):
 
 UNREACHABLE = frozenset({PeerState.FAILED, PeerState.TIMED_OUT})
 """States that exclude a peer from the closest-known set and from the termination rule."""
+PENDING = frozenset({PeerState.HEARD, PeerState.WAITING})
+IGNORED_LATE = frozenset({PeerState.TIMED_OUT, PeerState.ABANDONED})  # answers then are late
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One peer as a lookup sees it (mutable: the lookup moves it through the states)."""
+
+    peer: PeerRef
+    distance: int  # XOR distance to the target
+    hop: int
+    state: PeerState = PeerState.HEARD
+    deadline: float = math.inf
+    stall_at: float = math.inf  # from then on the request no longer holds an alpha slot
+    referrer: PeerRef | None = None  # the peer whose answer first named this one (None: seed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,46 +22,29 @@ message (go's ``PutProviderAddrs`` returning nil). A store not reported within
 * ``ClassicProvide`` — go's ``IpfsDHT.Provide``: a "closest" lookup with followup, then
   ADD_PROVIDER to the k closest known peers at the walk's end (``LookupResult.closest_known``),
   returning when every store finished.
-* ``OptimisticProvide`` — go's ``optimisticProvide``: the same lookup, but after every event
-  it stores at once on known peers closer than the individual threshold, and stops the walk
-  when the mean distance of the k closest known peers is below the set threshold (or when
-  k stores are scheduled or done); then stores to the rest of the k closest; ``returnable``
-  after ``return_after`` stores (15 of 20) while the rest finish in the background, bounded
-  by a ``BackgroundPool`` of 60 (go's ``optProvJobsPool``). Without thresholds (estimator
-  lacking data) it is exactly ``ClassicProvide`` and says ``fell_back``.
+* ``OptimisticProvide`` (in ``optimistic``) — go's ``optimisticProvide``: the same lookup,
+  but after every event it stores at once on peers that answered and are closer than the
+  individual threshold, and stops the walk when the mean distance of the k closest of them
+  is below the set threshold (or when k stores are scheduled or done); ``returnable`` after
+  15 of 20 stores while the rest finish in the background (a ``BackgroundPool`` of 60).
 * ``DirectProvide`` (in ``fullrt``) — store straight to given targets, no lookup.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from .keyspace import Key, PeerRef, normalized_distance
+from .keyspace import Key, PeerRef
 from .lookup import Lookup
-from .lookup_types import Followup, LookupResult
-from .stores import BackgroundPool, StoreSet, StoreState
+from .lookup_types import LookupResult
+from .stores import StoreSet, StoreState
 
 RequestKind = Literal["find_node", "get_providers", "add_provider"]
 Strategy = Literal["classic", "optimistic", "direct"]
 WalkEnd = Literal["converged", "exhausted", "found", "stopped", "set_threshold", "enough_stores"]
-
-OPTPROV_RETURN_AFTER = 15
-"""go: ``ceil(k * optProvReturnRatio)`` with ratio 0.75 and k = 20."""
-
-OPTPROV_FOLLOWUP: Followup = "once"
-"""go's followup round; with the stall timeout a stalled request no longer holds it."""
-
-OPTPROV_STALL_TIMEOUT = 1.0
-"""Seconds after which an unanswered FIND_NODE frees its slot in the optprov walk (``Lookup``'s
-``stall_timeout``): a new connection and one request take 3 round trips, ≤ 1.23 s between the
-farthest regions of the default matrix, 0.3–0.6 s for most pairs; a dial to an unreachable
-peer takes 5 s to fail."""
-
-
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -329,13 +312,12 @@ class ClassicProvide(ProvideOperation):
         rpc_timeout: float = 10.0,
         self_peer: PeerRef | None = None,
         stall_timeout: float | None = None,
-        followup: Followup = "once",
     ) -> None:
         super().__init__(key_hash, now=now, rpc_timeout=rpc_timeout)
         self.k = k
         self._lookup = Lookup(
             key_hash, seeds, now=now, goal="closest", alpha=alpha, beta=beta, k=k,
-            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout, followup=followup,
+            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout,
         )  # fmt: skip
         self._progress()
         self._update()
@@ -352,136 +334,3 @@ class ClassicProvide(ProvideOperation):
         """Where the record goes once the walk ended: go's choice, the k closest peers not
         known to be unreachable (so peers heard of but never asked are included)."""
         return result.closest_known
-
-
-class OptimisticProvide(ClassicProvide):
-    """Optimistic provide (see the module docstring); ``estimator_thresholds`` is
-    ``NetworkSizeEstimator.thresholds(now)``: ``(individual, set)`` normalised distances,
-    or None to fall back to ``ClassicProvide``.
-
-    ``return_counts``: ``"successes"`` (default, as the brief asks: 15 *successful* stores)
-    or ``"completions"`` (go: 15 stores finished, successful or not). The threshold is
-    capped at the number of stores made, and the caller is answered anyway once all
-    settled.
-
-    Differences from go: (1) the thresholds are applied to the peers that *answered* this
-    walk, and the stores after the walk go to the k closest of those — go applies them to
-    every peer it knows of, heard-of ones included. The estimator measures the density of
-    peers that answer (its points are the closest peers that responded, as go's are), so
-    comparing heard-of peers against it is comparing two different networks: where many
-    routing-table entries are unreachable (≈45 % on the public DHT) a heard-of list is
-    denser than the estimate, the individual threshold then admits peers well outside the
-    true k closest, and stores to unreachable peers hold the caller up for dial timeouts.
-    Measured on the testbed (bench/fleets.py, 45 % unreachable) go's rule put 75 % of the
-    acknowledged records on the true 20 closest reachable peers. (2) The set-threshold
-    mean needs k peers (go pads missing distances with 0, so a walk knowing fewer than k
-    peers stops at once). (3) The optprov fleet runs its walk with ``stall_timeout``
-    (``OPTPROV_STALL_TIMEOUT``): dials to unreachable peers neither block the walk's slots nor
-    hold its end. On a simulated 1,000-peer network with 45 % dead entries (5 s per dead
-    request) that made it 7.1x faster than classic provide (2.1 s vs 15.1 s p50) with about
-    the same share of the true 20 closest reachable peers among its holders (11.5 vs 12); with
-    no dead entries, 18.5 of 20.
-    """
-
-    strategy: ClassVar[Strategy] = "optimistic"
-
-    def __init__(
-        self,
-        key_hash: Key,
-        seeds: Iterable[PeerRef],
-        *,
-        now: float,
-        estimator_thresholds: tuple[float, float] | None,
-        alpha: int = 10,
-        beta: int = 3,
-        k: int = 20,
-        rpc_timeout: float = 10.0,
-        self_peer: PeerRef | None = None,
-        return_after: int = OPTPROV_RETURN_AFTER,
-        return_counts: Literal["successes", "completions"] = "successes",
-        pool: BackgroundPool | None = None,
-        stall_timeout: float | None = None,
-        followup: Followup = "once",
-    ) -> None:
-        if return_after < 1:
-            raise ValueError(f"return_after must be >= 1, got {return_after}")
-        if return_counts not in ("successes", "completions"):
-            raise ValueError(f"unknown return_counts {return_counts!r}")
-        if estimator_thresholds is not None:
-            individual, set_ = estimator_thresholds
-            if not (individual > 0 and set_ > 0):
-                raise ValueError(f"thresholds must be > 0, got {estimator_thresholds}")
-        self._thresholds = estimator_thresholds
-        self.return_after = return_after
-        self.return_counts = return_counts
-        self._pool = pool
-        self._leases = 0
-        super().__init__(
-            key_hash, seeds, now=now, alpha=alpha, beta=beta, k=k,
-            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout, followup=followup,
-        )  # fmt: skip
-
-    @property
-    def fell_back(self) -> bool:
-        return self._thresholds is None
-
-    @property
-    def thresholds(self) -> tuple[float, float] | None:
-        return self._thresholds
-
-    def _progress(self) -> None:
-        lookup = self._walk()
-        if self._thresholds is not None and not lookup.done:
-            self._store_close_peers_and_maybe_stop(lookup, *self._thresholds)
-        super()._progress()
-
-    def _final_targets(self, result: LookupResult) -> list[PeerRef]:
-        if self._thresholds is None:
-            return super()._final_targets(result)
-        return result.closest  # peers that answered: see the class docstring
-
-    def _store_close_peers_and_maybe_stop(
-        self, lookup: Lookup, individual: float, set_: float
-    ) -> None:
-        """go's ``stopFn`` over the peers that answered: store on every one closer than the
-        individual threshold, then check the stop rules."""
-        closest = lookup.closest_responded(self.k)
-        distances = [normalized_distance(peer.key, self.key) for peer in closest]
-        close = [peer for peer, d in zip(closest, distances) if d < individual]
-        self._early_stores += self._stores.schedule(close)
-        stored_or_storing = self._stores.count(StoreState.SCHEDULED, StoreState.SENT, StoreState.OK)
-        if stored_or_storing >= self.k:
-            self._walk_end = "enough_stores"
-        elif len(distances) >= self.k and math.fsum(distances) / len(distances) < set_:
-            self._walk_end = "set_threshold"
-        else:
-            return
-        lookup.stop(self._now)
-
-    def _may_return(self) -> bool:
-        if self._thresholds is None:
-            return super()._may_return()
-        stores = self._stores
-        settled = stores.successes if self.return_counts == "successes" else stores.completions
-        if settled < min(self.return_after, len(stores)) and stores.pending > 0:
-            return False
-        return self._lease_for_pending()
-
-    def _lease_for_pending(self) -> bool:
-        """Hold one pool lease per still-pending store; True once every one holds one."""
-        if self._pool is None:
-            return True
-        self._leases += self._pool.acquire(self._stores.pending - self._leases)
-        return self._leases >= self._stores.pending
-
-    def _update(self) -> None:
-        super()._update()
-        self._return_spare_leases()
-
-    def _return_spare_leases(self) -> None:
-        if self._pool is None:
-            return
-        keep = 0 if self.done else self._stores.pending
-        if self._leases > keep:
-            self._pool.release(self._leases - keep)
-            self._leases = keep

@@ -27,7 +27,8 @@ from libp2p.abc import IHost
 from parsec.kad import PeerRef, key_of
 from parsec.kad.estimator import NetworkSizeEstimator
 from parsec.kad.fullrt import FullRoutingTable, NotReady
-from parsec.kad.optprov import OPTPROV_FOLLOWUP, OPTPROV_STALL_TIMEOUT, ClassicProvide, OptimisticProvide
+from parsec.kad.optimistic import OPTPROV_STALL_TIMEOUT, OptimisticProvide
+from parsec.kad.optprov import ClassicProvide
 from parsec.kad.stores import BackgroundPool
 from parsec.net import driver
 from parsec.net.driver import Trace
@@ -127,8 +128,7 @@ class OptimisticStrategy(EngineStrategy):
         node = self.node
         return OptimisticProvide(key_of(key), self._seeds(key), now=now, k=node.k, rpc_timeout=node.rpc_timeout,
                                  self_peer=node.me, estimator_thresholds=node.estimator.thresholds(now),
-                                 pool=self.pool, stall_timeout=OPTPROV_STALL_TIMEOUT,
-                                 followup=OPTPROV_FOLLOWUP)
+                                 pool=self.pool, stall_timeout=OPTPROV_STALL_TIMEOUT)
 
     async def provide(self, key: bytes) -> Trace:
         trace = await super().provide(key)

@@ -13,7 +13,6 @@ from parsec.kad import (
     KEY_BITS,
     BackgroundPool,
     ClassicProvide,
-    OPTPROV_FOLLOWUP,
     OPTPROV_STALL_TIMEOUT,
     OptimisticProvide,
     PeerRef,
@@ -266,7 +265,7 @@ def compare(net: SimNet, thresholds, seed: int, count: int, rpc_timeout: float =
                       origin).result
         optimistic_ = run(net, OptimisticProvide(
             key, seeds, now=0.0, self_peer=origin.ref, estimator_thresholds=thresholds, rpc_timeout=rpc_timeout,
-            stall_timeout=OPTPROV_STALL_TIMEOUT, followup=OPTPROV_FOLLOWUP,
+            stall_timeout=OPTPROV_STALL_TIMEOUT,
         ), origin).result  # fmt: skip
         rows.append((classic, optimistic_, truth))
     return rows

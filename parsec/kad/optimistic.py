@@ -1,0 +1,159 @@
+"""Optimistic provide: stores while it walks, stops early, answers after 15 of 20 stores.
+
+The sans-IO machine behind the ``optprov`` fleet (the optimistic-provide proposal of D.
+Trautwein / ProbeLab, as go-libp2p-kad-dht's ``optimisticProvide``), on the driver interface
+of ``optprov.ProvideOperation``; the thresholds come from ``estimator.NetworkSizeEstimator``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import ClassVar, Literal
+
+from .keyspace import Key, PeerRef, normalized_distance
+from .lookup import Lookup
+from .lookup_types import LookupResult
+from .optprov import ClassicProvide, Strategy
+from .stores import BackgroundPool, StoreState
+
+OPTPROV_RETURN_AFTER = 15
+"""go: ``ceil(k * optProvReturnRatio)`` with ratio 0.75 and k = 20."""
+
+OPTPROV_STALL_TIMEOUT = 1.0
+"""Seconds after which an unanswered FIND_NODE frees its slot in the optprov walk (``Lookup``'s
+``stall_timeout``): a new connection and one request take 3 round trips, ≤ 1.23 s between the
+farthest regions of the default matrix, 0.3–0.6 s for most pairs; a dial to an unreachable
+peer takes 5 s to fail."""
+
+
+class OptimisticProvide(ClassicProvide):
+    """Optimistic provide (see the module docstring); ``estimator_thresholds`` is
+    ``NetworkSizeEstimator.thresholds(now)``: ``(individual, set)`` normalised distances,
+    or None to fall back to ``ClassicProvide``.
+
+    ``return_counts``: ``"successes"`` (default, as the brief asks: 15 *successful* stores)
+    or ``"completions"`` (go: 15 stores finished, successful or not). The threshold is
+    capped at the number of stores made, and the caller is answered anyway once all
+    settled.
+
+    Differences from go: (1) the thresholds are applied to the peers that *answered* this
+    walk, and the stores after the walk go to the k closest of those — go applies them to
+    every peer it knows of, heard-of ones included. The estimator measures the density of
+    peers that answer (its points are the closest peers that responded, as go's are), so
+    comparing heard-of peers against it is comparing two different networks: where many
+    routing-table entries are unreachable (≈45 % on the public DHT) a heard-of list is
+    denser than the estimate, the individual threshold then admits peers well outside the
+    true k closest, and stores to unreachable peers hold the caller up for dial timeouts.
+    Measured on the testbed (bench/fleets.py, 45 % unreachable) go's rule put 75 % of the
+    acknowledged records on the true 20 closest reachable peers. (2) The set-threshold
+    mean needs k peers (go pads missing distances with 0, so a walk knowing fewer than k
+    peers stops at once). (3) The optprov fleet runs its walk with ``stall_timeout``
+    (``OPTPROV_STALL_TIMEOUT``): dials to unreachable peers neither block the walk's slots nor
+    hold its end. On a simulated 1,000-peer network with 45 % dead entries (5 s per dead
+    request) that made it 7.1x faster than classic provide (2.1 s vs 15.1 s p50) with about
+    the same share of the true 20 closest reachable peers among its holders (11.5 vs 12); with
+    no dead entries, 18.5 of 20.
+    """
+
+    strategy: ClassVar[Strategy] = "optimistic"
+
+    def __init__(
+        self,
+        key_hash: Key,
+        seeds: Iterable[PeerRef],
+        *,
+        now: float,
+        estimator_thresholds: tuple[float, float] | None,
+        alpha: int = 10,
+        beta: int = 3,
+        k: int = 20,
+        rpc_timeout: float = 10.0,
+        self_peer: PeerRef | None = None,
+        return_after: int = OPTPROV_RETURN_AFTER,
+        return_counts: Literal["successes", "completions"] = "successes",
+        pool: BackgroundPool | None = None,
+        stall_timeout: float | None = None,
+    ) -> None:
+        if return_after < 1:
+            raise ValueError(f"return_after must be >= 1, got {return_after}")
+        if return_counts not in ("successes", "completions"):
+            raise ValueError(f"unknown return_counts {return_counts!r}")
+        if estimator_thresholds is not None:
+            individual, set_ = estimator_thresholds
+            if not (individual > 0 and set_ > 0):
+                raise ValueError(f"thresholds must be > 0, got {estimator_thresholds}")
+        self._thresholds = estimator_thresholds
+        self.return_after = return_after
+        self.return_counts = return_counts
+        self._pool = pool
+        self._leases = 0
+        super().__init__(
+            key_hash, seeds, now=now, alpha=alpha, beta=beta, k=k,
+            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout,
+        )  # fmt: skip
+
+    @property
+    def fell_back(self) -> bool:
+        return self._thresholds is None
+
+    @property
+    def thresholds(self) -> tuple[float, float] | None:
+        return self._thresholds
+
+    def _progress(self) -> None:
+        lookup = self._walk()
+        if self._thresholds is not None and not lookup.done:
+            self._store_close_peers_and_maybe_stop(lookup, *self._thresholds)
+        super()._progress()
+
+    def _final_targets(self, result: LookupResult) -> list[PeerRef]:
+        if self._thresholds is None:
+            return super()._final_targets(result)
+        return result.closest  # peers that answered: see the class docstring
+
+    def _store_close_peers_and_maybe_stop(
+        self, lookup: Lookup, individual: float, set_: float
+    ) -> None:
+        """go's ``stopFn`` over the peers that answered: store on every one closer than the
+        individual threshold, then check the stop rules."""
+        closest = lookup.closest_responded(self.k)
+        distances = [normalized_distance(peer.key, self.key) for peer in closest]
+        close = [peer for peer, d in zip(closest, distances) if d < individual]
+        self._early_stores += self._stores.schedule(close)
+        stored_or_storing = self._stores.count(StoreState.SCHEDULED, StoreState.SENT, StoreState.OK)
+        if stored_or_storing >= self.k:
+            self._walk_end = "enough_stores"
+        elif len(distances) >= self.k and math.fsum(distances) / len(distances) < set_:
+            self._walk_end = "set_threshold"
+        else:
+            return
+        lookup.stop(self._now)
+
+    def _may_return(self) -> bool:
+        if self._thresholds is None:
+            return super()._may_return()
+        stores = self._stores
+        settled = stores.successes if self.return_counts == "successes" else stores.completions
+        if settled < min(self.return_after, len(stores)) and stores.pending > 0:
+            return False
+        return self._lease_for_pending()
+
+    def _lease_for_pending(self) -> bool:
+        """Hold one pool lease per still-pending store; True once every one holds one."""
+        if self._pool is None:
+            return True
+        self._leases += self._pool.acquire(self._stores.pending - self._leases)
+        return self._leases >= self._stores.pending
+
+    def _update(self) -> None:
+        super()._update()
+        self._return_spare_leases()
+
+    def _return_spare_leases(self) -> None:
+        if self._pool is None:
+            return
+        keep = 0 if self.done else self._stores.pending
+        if self._leases > keep:
+            self._pool.release(self._leases - keep)
+            self._leases = keep
