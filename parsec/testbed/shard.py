@@ -93,6 +93,10 @@ class PeerShard:
     def stats(self) -> dict[str, float]:
         return self._loop.run_sync(self._stats)
 
+    def offline(self) -> list[int]:
+        """Indexes of the peers that left and have not come back (churn)."""
+        return self._loop.run_sync(self._offline)
+
     def start_black_hole(self) -> str:
         """Serve a black hole for the testbed's unreachable peers; returns its address."""
         from parsec.testbed.ghosts import serve_black_hole
@@ -176,6 +180,10 @@ class PeerShard:
         for ref in node.routing.peers():
             node.learn(self._by_id[ref.peer_id])
         return len(node.routing)
+
+    def _offline(self) -> list[int]:
+        churn = self._churn
+        return [] if churn is None else [i for i in range(len(self.nodes)) if not churn.online(i)]
 
     def _stats(self) -> dict[str, float]:
         churn = self._churn

@@ -67,20 +67,17 @@ def test_real_peers_leave_refuse_dials_and_come_back_at_the_same_address() -> No
             except RpcError:
                 return False
 
-        def offline() -> list[int]:
-            return shard._loop.run_sync(lambda: [j for j in range(10) if not shard._churn.online(j)])
-
         assert shard.start_churn()
         deadline = time.monotonic() + 20
-        while not offline() and time.monotonic() < deadline:
+        while not shard.offline() and time.monotonic() < deadline:
             time.sleep(0.05)
-        gone = offline()
+        gone = shard.offline()
         assert gone, "no peer left within 20 s at a 1.5 s median session"
         assert not ping(gone[0])  # its host is closed: the dial is refused
         left = gone[0]
-        while left in offline() and time.monotonic() < deadline:
+        while left in shard.offline() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert left not in offline(), "the peer did not come back within 20 s"
+        assert left not in shard.offline(), "the peer did not come back within 20 s"
         assert eventually(lambda: ping(left), 5.0)  # same key, same address
         stats = shard.stats()
         assert stats["left"] >= 1 and stats["came_back"] >= 1 and stats["online"] <= 10

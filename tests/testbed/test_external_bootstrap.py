@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-from libp2p.peer.id import ID
 
 from parsec.cids import cid_v0_for
 from parsec.net.local import LocalFleets
@@ -36,6 +35,8 @@ from parsec.net.external import (
 )
 from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
 
+from .interop import b58
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +44,6 @@ PREFIX = "/parsec-boot-test"
 PROTOCOL = f"{PREFIX}/kad/1.0.0"
 N_PY = 40
 SEED = 31
-
-
-def b58(peer_id: bytes) -> str:
-    return ID(peer_id).to_base58()
 
 
 def go_cmd() -> list[str]:

@@ -22,13 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from libp2p.peer.id import ID
 
 from parsec.cids import cid_v0_for
 from parsec.latency import LatencyModel
-from parsec.net.local import LocalFleets
 from parsec.net.external import GO_BINARY, ExternalPeers, ExternalPeersError, go_available, go_command
-from parsec.testbed.shard import PeerShard, ShardSpec
+
+from .interop import b58, network_with_py_peers
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/parsec-go-test"
 PROTOCOL = f"{PREFIX}/kad/1.0.0"
 N_GO = N_PY = 30
-
-
-def b58(peer_id: bytes) -> str:
-    return ID(peer_id).to_base58()
 
 
 @pytest.fixture(scope="session")
@@ -57,25 +52,8 @@ def go_binary() -> Path:
 @pytest.fixture(scope="module")
 def network(go_binary):
     go = ExternalPeers(go_command(go_binary), peers=N_GO, protocol_prefix=PREFIX, seed=21, name="go-test")
-    shard = PeerShard(ShardSpec(0, N_PY, protocol_id=PROTOCOL, seed=21))
-    fleets = None
-    try:
-        go_peers = go.start()
-        py_peers = shard.start()
-        union = go_peers + py_peers
-        filled = go.fill(union)
-        shard.fill(union)
-
-        fleets = LocalFleets(["default"], protocol_id=PROTOCOL, rpc_timeout=5, name="test-go-peers")
-        loop, strategy = fleets.loop, fleets["default"]
-        assert loop.run(strategy.join, go_peers[::10] + py_peers[::10]) > 20  # 3 Go + 3 py bootstrap peers
-        yield {"go": go, "shard": shard, "loop": loop, "strategy": strategy, "filled": filled,
-               "go_peers": go_peers, "py_peers": py_peers}
-    finally:
-        if fleets is not None:
-            fleets.stop()
-        shard.stop()
-        go.stop()
+    with network_with_py_peers("go", go, py_peers=N_PY, protocol=PROTOCOL, seed=21) as network:
+        yield network
 
 
 def test_listening_and_fill(network):

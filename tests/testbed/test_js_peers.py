@@ -26,26 +26,16 @@ from libp2p.peer.id import ID
 
 from parsec.cids import cid_v0_for
 from parsec.latency import LatencyModel
-from parsec.net.local import LocalFleets
-from parsec.net.external import ExternalPeers, ExternalPeersError
-from parsec.testbed.shard import PeerShard, ShardSpec
+from parsec.net.external import JS_DIR, ExternalPeers, ExternalPeersError, js_command
+
+from .interop import b58, network_with_py_peers
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-JS_DIR = ROOT / "testbed" / "js"
 PREFIX = "/parsec-js-test"
 PROTOCOL = f"{PREFIX}/kad/1.0.0"
 N_JS = N_PY = 30
-
-
-def js_command() -> list[str]:
-    """``peers.mjs`` under Node with the Node 20 polyfill (absolute paths: any working directory)."""
-    return ["node", "--import", str(JS_DIR / "polyfill.mjs"), str(JS_DIR / "peers.mjs")]
-
-
-def b58(peer_id: bytes) -> str:
-    return ID(peer_id).to_base58()
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -61,25 +51,8 @@ def js_built() -> Path:
 @pytest.fixture(scope="module")
 def network(js_built):
     js = ExternalPeers(js_command(), peers=N_JS, protocol_prefix=PREFIX, seed=11, name="js")
-    shard = PeerShard(ShardSpec(0, N_PY, protocol_id=PROTOCOL, seed=11))
-    fleets = None
-    try:
-        js_peers = js.start()
-        py_peers = shard.start()
-        union = js_peers + py_peers
-        filled = js.fill(union, timeout=60)
-        shard.fill(union)
-
-        fleets = LocalFleets(["default"], protocol_id=PROTOCOL, rpc_timeout=5, name="test-js-peers")
-        loop, strategy = fleets.loop, fleets["default"]
-        bootstrap = js_peers[::10] + py_peers[::10]  # 3 js + 3 py
-        assert loop.run(strategy.join, bootstrap) > 20
-        yield {"js": js, "loop": loop, "strategy": strategy, "filled": filled, "js_peers": js_peers}
-    finally:
-        if fleets is not None:
-            fleets.stop()
-        shard.stop()
-        js.stop()
+    with network_with_py_peers("js", js, py_peers=N_PY, protocol=PROTOCOL, seed=11, fill_timeout=60) as network:
+        yield network
 
 
 # -- tests ---------------------------------------------------------------------------------
