@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from parsec.config import CsvList, DatabaseSettings, NetworkSettings, Seconds, ServerSettings, known_fleet
 from parsec.server.nodeinfo import region_resource
+
+if TYPE_CHECKING:  # the actor module is imported where a config is built, not at import
+    from parsec.server.actor import ServerActorConfig
 
 NAME_PREFIX = "fleet"
 # Each server asks for this much of its region's resource: a node declaring `region:x: 1`
@@ -116,7 +120,7 @@ def fleet_actor_names(fleet: str | None = None) -> list[str]:
 
 
 def server_config(name: str, fleet: str, server: ServerSettings, network: NetworkSettings,
-                  database: DatabaseSettings, bootstrap: list[str]) -> "ServerActorConfig":  # noqa: F821
+                  database: DatabaseSettings, bootstrap: list[str]) -> ServerActorConfig:
     from parsec.server.actor import ServerActorConfig
 
     return ServerActorConfig(name=name, server=server.model_copy(update={"fleet": fleet}), network=network,
