@@ -28,7 +28,7 @@ peer takes 5 s to fail."""
 
 
 class OptimisticProvide(ClassicProvide):
-    """Optimistic provide (see the module docstring); ``estimator_thresholds`` is
+    """Optimistic provide (the rules: ``optprov``'s module docstring); ``estimator_thresholds`` is
     ``NetworkSizeEstimator.thresholds(now)``: ``(individual, set)`` normalised distances,
     or None to fall back to ``ClassicProvide``.
 
@@ -39,11 +39,11 @@ class OptimisticProvide(ClassicProvide):
 
     Differences from go: (1) the thresholds are applied to the peers that *answered* this
     walk, and the stores after the walk go to the k closest of those — go applies them to
-    every peer it knows of, heard-of ones included. The estimator measures the density of
-    peers that answer (its points are the closest peers that responded, as go's are), so
-    comparing heard-of peers against it is comparing two different networks: where many
-    routing-table entries are unreachable (≈45 % on the public DHT) a heard-of list is
-    denser than the estimate, the individual threshold then admits peers well outside the
+    every peer it knows of, heard-of ones included. The estimate is of the peers that
+    answer (``NetworkSizeEstimator.estimate``: the listed peers times the share that
+    answers), so comparing heard-of peers against it compares two different networks:
+    where many routing-table entries are unreachable (≈45 % on the public DHT) a heard-of
+    list is denser than the estimate, the individual threshold then admits peers well outside the
     true k closest, and stores to unreachable peers hold the caller up for dial timeouts.
     Measured on the testbed (bench/fleets.py, 45 % unreachable) go's rule put 75 % of the
     acknowledged records on the true 20 closest reachable peers. (2) The set-threshold
