@@ -21,9 +21,17 @@ eval "$(.venv/bin/python -m parsec.store.pgctl start "$work/pg" --env PARSEC_TES
 echo "test: PostgreSQL on $PARSEC_TEST_DATABASE_HOST:$PARSEC_TEST_DATABASE_PORT"
 
 if [ -z "${RAY_ADDRESS:-}" ]; then
-  ray_port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  # every port of this head chosen free, so test runs in two checkouts do not collide
+  # (Ray's agents otherwise take fixed defaults such as 52365)
+  read -r ray_port agent_port agent_grpc env_port metrics_port client_port < <(.venv/bin/python -c '
+import socket
+socks = [socket.socket() for _ in range(6)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
   .venv/bin/ray start --head --block --node-ip-address 127.0.0.1 --port "$ray_port" --dashboard-host 127.0.0.1 \
-      --dashboard-port 0 --num-cpus 2 --disable-usage-stats >"$work/ray-start.log" 2>&1 &
+      --dashboard-port 0 --dashboard-agent-listen-port "$agent_port" --dashboard-agent-grpc-port "$agent_grpc" \
+      --runtime-env-agent-port "$env_port" --metrics-export-port "$metrics_port" --ray-client-server-port "$client_port" \
+      --num-cpus 2 --disable-usage-stats >"$work/ray-start.log" 2>&1 &
   ray_pid=$!
   export RAY_ADDRESS="127.0.0.1:$ray_port"
   for _ in $(seq 60); do
