@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -191,11 +191,36 @@ class ServerSettings(BaseSettings):
     advertise_host: str | None = None
     region: str | None = Field(None, description="region label; default AWS_REGION, else 'local'")
     name: str | None = None
+    # --- who may call, and how much: see README "Threat model"
+    auth_token: SecretStr | None = Field(None, description="bearer token required on /provide and /retrieve; "
+                                         "unset: no token (the Go server's behaviour)")
+    max_concurrent_operations: int = Field(32, ge=1, description="DHT operations in flight at once; the next "
+                                           "request is answered 429 with Retry-After")
+    retry_after: int = Field(5, ge=1, description="seconds a 429 asks the client to wait")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line + headers; larger is refused")
+    idle_timeout: Seconds = Field(75.0, gt=0, description="a connection with no request under way (kept alive, "
+                                  "or a request head still arriving) is closed after this")
+    body_timeout: Seconds = Field(30.0, gt=0, description="a request body not received within this is refused "
+                                  "(408); a client silent this long mid-body is dropped")
 
     @field_validator("fleet")
     @classmethod
     def _known_fleet(cls, value: str) -> str:
         return known_fleet(value)
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # an empty PARSEC_SERVER_AUTH_TOKEN means: no token
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a bearer token needs at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @property
+    def listens_everywhere(self) -> bool:
+        """The HTTP API is bound to every interface (asked for with 0.0.0.0 / ::)."""
+        return self.server_host in ("0.0.0.0", "::", "")
 
 
 class SchedulerSettings(BaseSettings):
@@ -217,6 +242,9 @@ class SchedulerSettings(BaseSettings):
     parquet_dir: Path | None = DEFAULT_STATE_DIR / "parquet"
     parquet_rotate_rows: int = Field(1000, ge=1)
     parquet_rotate_seconds: Seconds = 60.0
+    auth_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("auth_token", "PARSEC_SCHEDULER_AUTH_TOKEN", "PARSEC_SERVER_AUTH_TOKEN"),
+        description="bearer token sent to the servers (the servers' PARSEC_SERVER_AUTH_TOKEN)")
 
 
 class TestbedSettings(BaseSettings):
@@ -288,6 +316,9 @@ def region_from_env() -> str:
     return os.environ.get("AWS_REGION") or "local"
 
 
+_SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
+
+
 def describe_validation_error(error: ValidationError, prefix: str) -> str:
     """One line per bad setting, named as the user would set it (env name)."""
     lines = []
@@ -297,7 +328,8 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
             lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
             continue
         env = f"{prefix}{field}".upper()
-        lines.append(f"  {env}: {item['msg']} (got {item.get('input')!r})")
+        given = "***" if _SECRET.search(field) else repr(item.get("input"))
+        lines.append(f"  {env}: {item['msg']} (got {given})")
     return "invalid settings:\n" + "\n".join(lines)
 
 

@@ -97,3 +97,30 @@ def test_production_networks_never_read_the_testbed_file(tmp_path, monkeypatch):
     lan = load(NetworkSettings, prefix="PARSEC_", network="custom", protocol_prefix="/lan", bootstrap_peers="/ip4/x")
     assert lan.protocol_id == "/lan/kad/1.0.0" and lan.resolved_bootstrap() == ["/ip4/x"]
     assert "PARSEC_BOOTSTRAP_PEERS" in lan.missing_bootstrap_hint() and "testbed" not in lan.missing_bootstrap_hint()
+
+
+def test_auth_token_from_env_for_servers_and_schedulers(monkeypatch):
+    token = "t" * 24
+    monkeypatch.setenv("PARSEC_SERVER_AUTH_TOKEN", token)
+    assert ServerSettings().auth_token.get_secret_value() == token
+    assert SchedulerSettings().auth_token.get_secret_value() == token  # one variable for both sides
+    monkeypatch.setenv("PARSEC_SCHEDULER_AUTH_TOKEN", "s" * 24)
+    assert SchedulerSettings().auth_token.get_secret_value() == "s" * 24
+    assert token not in repr(ServerSettings()) and token not in ServerSettings().model_dump_json()
+    monkeypatch.setenv("PARSEC_SERVER_AUTH_TOKEN", "")
+    assert ServerSettings().auth_token is None  # empty: no token
+
+
+def test_a_too_short_token_is_refused_without_echoing_it(monkeypatch):
+    monkeypatch.setenv("PARSEC_SERVER_AUTH_TOKEN", "short-secret")
+    with pytest.raises(SystemExit) as caught:
+        load(ServerSettings)
+    message = str(caught.value)
+    assert "PARSEC_SERVER_AUTH_TOKEN" in message and "16 characters" in message
+    assert "short-secret" not in message
+
+
+def test_the_http_api_listens_on_loopback_unless_asked(monkeypatch):
+    monkeypatch.delenv("PARSEC_SERVER_SERVER_HOST", raising=False)
+    assert ServerSettings().server_host == "127.0.0.1" and not ServerSettings().listens_everywhere
+    assert ServerSettings(server_host="0.0.0.0").listens_everywhere

@@ -31,6 +31,11 @@ from parsec.scheduler.rounds import RoundRobin, next_round_start, plan_round
 from parsec.scheduler.sinks import Sink
 from parsec.store.records import MeasurementRecord
 
+def _secret(value) -> str | None:
+    """The plain text of an optional ``SecretStr`` (only ever put in a request header)."""
+    return value.get_secret_value() if value is not None else None
+
+
 log = logging.getLogger("parsec.scheduler")
 CANCELLED = "cancelled: the scheduler stopped before the server answered"
 
@@ -65,7 +70,7 @@ class Scheduler:
     """One scheduler loop over a set of fleets (one ``schedulers_ecs`` row per start)."""
 
     def __init__(self, settings: SchedulerSettings, repo, sink: Sink, *,
-                 metrics: SchedulerMetrics | None = None, auth_token: str | None = None,
+                 metrics: SchedulerMetrics | None = None,
                  on_round: Callable[[RoundReport], None] | None = None) -> None:
         self.settings = settings
         self.repo = repo
@@ -74,7 +79,6 @@ class Scheduler:
         self.on_round = on_round
         self.cursor = RoundRobin()
         self.scheduler_id: int | None = None
-        self._auth_token = auth_token
         self._client: ServerClient | None = None
         self._abort = asyncio.Event()  # set stop_grace seconds after stop: cancel what is in flight
 
@@ -92,7 +96,7 @@ class Scheduler:
         watcher = asyncio.create_task(self._abort_after_grace(stop))
         self._client = ServerClient(str(self.scheduler_id), timeout=self.settings.http_timeout,
                                     readiness_timeout=self.settings.readiness_timeout,
-                                    auth_token=self._auth_token)
+                                    auth_token=_secret(self.settings.auth_token))
         reports: list[RoundReport] = []
         started: float | None = None
         number = 0

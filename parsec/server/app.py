@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from parsec.cids import CidError, cid_v0_for, parse_cid
 from parsec.config import ServerSettings
 from parsec.server.backend import DhtBackend, OperationResult
+from parsec.server.guard import ApiError, BearerToken, OperationSlots
 from parsec.server.metrics import PROVIDE_DURATION, RETRIEVAL_TTFPR, ServerMetrics
 
 __all__ = ["SCHEDULER_HEADER", "ApiError", "create_app", "measurement_body"]
@@ -53,15 +54,6 @@ _JSON_SLACK = 16 * 1024  # room for whitespace and unknown fields around "Conten
 Operation = Callable[[bytes], Awaitable[OperationResult]]
 
 
-class ApiError(Exception):
-    """A rejected request: answered with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 # --- request parsing ------------------------------------------------------------------
 
 
@@ -70,8 +62,18 @@ def _base64_length(size: int) -> int:
     return 4 * math.ceil(size / 3)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) a declared or actual size above ``limit`` early."""
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The raw body, refusing (413) a declared or actual size above ``limit`` early, and
+    (408) a body that has not arrived within ``timeout`` — a client trickling bytes must
+    not hold a connection and a buffer for ever."""
+    with anyio.move_on_after(timeout) as scope:
+        body = await _receive_body(request, limit)
+    if scope.cancel_called:
+        raise ApiError(408, f"request body not received within {timeout:g}s")
+    return body
+
+
+async def _receive_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -97,9 +99,9 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "number")
 
 
-async def _read_json_object(request: Request, limit: int, *, empty_ok: bool) -> dict[str, Any]:
+async def _read_json_object(request: Request, limit: int, timeout: float, *, empty_ok: bool) -> dict[str, Any]:
     """The body as a JSON object; an empty body is ``{}`` when ``empty_ok``."""
-    body = await _read_body(request, limit)
+    body = await _read_body(request, limit, timeout)
     if not body.strip():
         if empty_ok:
             return {}
@@ -212,7 +214,7 @@ def _error_response(status: int, message: str, headers: dict[str, str] | None = 
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _error_response(exc.status, exc.message)
+    return _error_response(exc.status, exc.message, exc.headers)
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
@@ -262,6 +264,27 @@ class _RequestCounter:
         await self.app(scope, receive, send)
 
 
+class _BoundedHead:
+    """ASGI middleware refusing (431) a request whose line and headers exceed the limit.
+
+    hypercorn (h11) bounds only a head still *incomplete* in its buffer; one that arrives
+    in a single read is parsed whole, so the limit is enforced here too."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+            if size > self.limit:
+                response = _error_response(431, f"request head of {size} bytes exceeds the limit of {self.limit} bytes")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # --- the app --------------------------------------------------------------------------
 
 
@@ -279,6 +302,8 @@ def create_app(backend: DhtBackend, settings: ServerSettings, *, metrics: Server
     app.state.backend = backend
     app.state.metrics = metrics
     app.state.settings = settings
+    token = BearerToken(settings.auth_token)
+    slots = app.state.slots = OperationSlots(settings.max_concurrent_operations, settings.retry_after)
 
     async def answer(request: Request, cid: str, key: bytes, step: str) -> JSONResponse:
         """Measure one operation, record it, and build the shared 200 answer."""
@@ -286,7 +311,8 @@ def create_app(backend: DhtBackend, settings: ServerSettings, *, metrics: Server
             operation, timeout, kind = backend.provide, settings.provide_timeout, PROVIDE_DURATION
         else:
             operation, timeout, kind = backend.retrieve, settings.retrieve_timeout, RETRIEVAL_TTFPR
-        outcome = await _measure(operation, key, backend=backend, timeout=timeout, step=step)
+        with slots.hold():
+            outcome = await _measure(operation, key, backend=backend, timeout=timeout, step=step)
         metrics.observe_operation(
             kind,
             outcome.duration_ns / 1e9,
@@ -297,13 +323,15 @@ def create_app(backend: DhtBackend, settings: ServerSettings, *, metrics: Server
 
     @app.post("/provide")
     async def provide(request: Request) -> JSONResponse:
-        payload = await _read_json_object(request, provide_body_limit, empty_ok=False)
+        token.check(request.headers.get("authorization"))
+        payload = await _read_json_object(request, provide_body_limit, settings.body_timeout, empty_ok=False)
         cid, key = cid_v0_for(_decode_content(payload, settings.max_content_bytes))
         return await answer(request, cid, key, "provide")
 
     @app.post("/retrieve/{cid}")
     async def retrieve(cid: str, request: Request) -> JSONResponse:
-        await _read_json_object(request, _RETRIEVE_BODY_LIMIT, empty_ok=True)
+        token.check(request.headers.get("authorization"))
+        await _read_json_object(request, _RETRIEVE_BODY_LIMIT, settings.body_timeout, empty_ok=True)
         try:
             key = parse_cid(cid)
         except CidError as error:
@@ -329,4 +357,5 @@ def create_app(backend: DhtBackend, settings: ServerSettings, *, metrics: Server
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
     app.add_middleware(_RequestCounter, metrics=metrics, router=app.router)
+    app.add_middleware(_BoundedHead, limit=settings.max_header_bytes)
     return app

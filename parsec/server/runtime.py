@@ -120,6 +120,20 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def http_config(settings: ServerSettings, sock: socket.socket) -> HypercornConfig:
+    """hypercorn serving on ``sock`` (which it then owns) with the server's limits."""
+    config = HypercornConfig()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("parsec.server.http")
+    # hypercorn's idle timer runs from the connection's start until a request head is complete,
+    # so it bounds the time a head may take (slow or silent clients) as well as keep-alive
+    config.keep_alive_timeout = settings.idle_timeout
+    config.h11_max_incomplete_size = settings.max_header_bytes  # bigger request heads: refused
+    config.read_timeout = settings.body_timeout  # a client silent mid-body is dropped
+    return config
+
+
 class ServerRuntime:
     """Start, run and stop one parsec server; blocking methods, safe from any thread."""
 
@@ -172,6 +186,9 @@ class ServerRuntime:
         self._trio.start()
         self._db.start()
         self._trio.start_service(self._serve_peer)
+        if self.settings.listens_everywhere and self.settings.auth_token is None:
+            log.warning("the HTTP API listens on every interface without PARSEC_SERVER_AUTH_TOKEN: anyone who "
+                        "can reach port %d can start DHT operations", self.settings.server_port)
         sock = bind_socket(self.settings.server_host, self.settings.server_port)
         self.status.http_host = self.settings.server_host
         self.status.http_port = sock.getsockname()[1]
@@ -238,11 +255,7 @@ class ServerRuntime:
                         strategy.stop()
 
     async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        config = HypercornConfig()
-        config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns the socket from here
-        config.accesslog = None
-        config.errorlog = logging.getLogger("parsec.server.http")
-        config.keep_alive_timeout = 75
+        config = http_config(self.settings, sock)
         app = create_app(StrategyBackend(self._strategy, self.is_ready, self._trio.nursery.start_soon), self.settings)
         task_status.started()
         await hypercorn_serve(app, config)

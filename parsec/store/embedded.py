@@ -122,8 +122,10 @@ class EmbeddedPostgres:
     Also a context manager: ``with EmbeddedPostgres(path) as settings: ...``.
     """
 
-    def __init__(self, data_dir: Path, *, bin_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, *, bin_dir: Path | None = None, conf: dict[str, str] | None = None) -> None:
+        """``conf``: extra ``postgresql.conf`` settings (values written as given, e.g. ``"'x.pem'"``)."""
         self.data_dir = Path(data_dir).absolute()
+        self.conf = dict(conf or {})
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "postgres.log"
         self.bin_dir = bin_dir
@@ -214,6 +216,7 @@ class EmbeddedPostgres:
             f"port = {port}\n"
             f"unix_socket_directories = '{socket_dir}'\n"
             "unix_socket_permissions = 0700\n"
+            + "".join(f"{name} = {value}\n" for name, value in self.conf.items())
         )
         self._give(conf)
 

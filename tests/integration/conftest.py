@@ -27,6 +27,10 @@ def ray_context():
     ray.shutdown()
 
 
+CAMPAIGN_TOKEN = "campaign-bearer-token-5f1c2e9a"
+"""The servers of the campaign require it; the scheduler job is given it (PARSEC_SERVER_AUTH_TOKEN)."""
+
+
 @dataclass
 class Campaign:
     database: DatabaseSettings
@@ -51,7 +55,7 @@ def campaign(ray_context, pg):
         actors = [
             deploy_server(ServerActorConfig(
                 name=f"s-{tag}-{i}", network=network, database=database, bootstrap=testbed.bootstrap_addrs(),
-                server=ServerSettings(server_port=0, peer_port=0, heartbeat_interval=5)))
+                server=ServerSettings(server_port=0, peer_port=0, heartbeat_interval=5, auth_token=CAMPAIGN_TOKEN)))
             for i in range(3)
         ]
         try:

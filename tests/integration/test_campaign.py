@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from parsec.store.parquet import read_dataset
+from tests.integration.conftest import CAMPAIGN_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,7 @@ async def _fetch(database, sql):
 def job_run(campaign, ray_context, tmp_path_factory):
     parquet = tmp_path_factory.mktemp("parquet")
     env = {f"PARSEC_DATABASE_{k.upper()}": str(v) for k, v in campaign.database.model_dump().items()}
+    env["PARSEC_SERVER_AUTH_TOKEN"] = CAMPAIGN_TOKEN  # the scheduler sends what the servers require
     command = [
         sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", _dashboard(ray_context),
         "--runtime-env-json", json.dumps({"env_vars": env}), "--",
@@ -133,10 +135,36 @@ def test_bad_input_answered_with_json_4xx_by_a_real_server(campaign, method, pat
     server = campaign.statuses[0]
     base = f"http://127.0.0.1:{server['http_port']}"
     response = httpx.request(method, base + path, content=body, timeout=30,
-                             headers={"content-type": "application/json"})
+                             headers={"content-type": "application/json", "authorization": f"Bearer {CAMPAIGN_TOKEN}"})
     assert response.status_code == status
     assert "error" in response.json()
     assert httpx.get(base + "/readiness", timeout=10).status_code == 200  # the actor lives on
+
+
+def test_a_real_server_refuses_strangers_and_listens_on_loopback_only(campaign):
+    server = campaign.statuses[0]
+    assert server["http_host"] == "127.0.0.1"
+    base = f"http://127.0.0.1:{server['http_port']}"
+    cid = "QmZjTnYw2TFhn9Nn7tjmPSoTBoY7YRkwPzwSrSbabY24Kp"
+    for path, body in (("/provide", {"Content": base64.b64encode(b"x").decode()}), (f"/retrieve/{cid}", {})):
+        assert httpx.post(base + path, json=body, timeout=30).status_code == 401
+        wrong = httpx.post(base + path, json=body, timeout=30, headers={"authorization": "Bearer " + "w" * 30})
+        assert wrong.status_code == 401
+
+
+def test_secrets_never_reach_the_logs(campaign, job_run, ray_context):
+    """Neither the bearer token nor the database password appears in what the scheduler job
+    printed or in any log our Ray workers (servers, testbed) wrote."""
+    result, _ = job_run
+    secrets = [CAMPAIGN_TOKEN, campaign.database.password]
+    logs = Path(ray_context.address_info["session_dir"]) / "logs"
+    texts = {"job output": result.stdout + result.stderr}
+    for path in [*logs.glob("worker-*"), *logs.glob("job-driver-*")]:
+        texts[path.name] = path.read_text(errors="replace")
+    assert len(texts) > 1
+    for name, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret appears in {name}"
 
 
 def test_graceful_stop_marks_node_offline(campaign, job_run):

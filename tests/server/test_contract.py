@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jsonschema
 import pytest
 import yaml
@@ -104,7 +105,16 @@ def test_request_examples_validate(spec: dict[str, Any]) -> None:
         jsonschema.validate({}, to_json_schema(spec, schemas["ProvideRequest"]))
 
 
-# (method, path as sent, spec path or None for unknown, request kwargs, backend settings)
+async def _trickle(chunks: int, pause: float):
+    """A request body that arrives too slowly (a slow client)."""
+    for _ in range(chunks):
+        await anyio.sleep(pause)
+        yield b" "
+
+
+TOKEN = "s3cret-token-0123456789"
+GUARDED = {"auth_token": TOKEN}
+# (method, path as sent, spec path or None for unknown, request kwargs, backend settings[, server settings])
 SCENARIOS = [
     ("POST", "/provide", "/provide", {"json": {"Content": b64(b"hello world\n")}}, {}),
     ("POST", "/provide", "/provide", {"json": {"Content": b64(b"x")}}, {"provide_error": "boom"}),
@@ -128,6 +138,44 @@ SCENARIOS = [
     ("POST", "/metrics", "/metrics", {}, {}),
     ("GET", "/unknown", None, {}, {}),
     ("POST", "/provide/", None, {}, {}),
+    ("POST", "/provide", "/provide", {"json": {"Content": b64(b"x")}}, {}, GUARDED),
+    ("POST", "/provide", "/provide", {"json": {"Content": b64(b"x")}, "headers": {"authorization": f"Bearer {TOKEN}"}},
+     {}, GUARDED),
+    ("POST", f"/retrieve/{CID}", "/retrieve/{cid}", {"json": {}, "headers": {"authorization": "Bearer wrong"}},
+     {}, GUARDED),
+    ("POST", "/provide", "/provide", {"content": lambda: _trickle(3, 0.2)}, {}, {"body_timeout": 0.1}),
+    ("POST", f"/retrieve/{CID}", "/retrieve/{cid}", {"content": lambda: _trickle(3, 0.2)}, {}, {"body_timeout": 0.1}),
+]
+SMALL_HEAD = {"headers": {"x-padding": "p" * 2000}}
+SCENARIOS += [
+    ("POST", "/provide", "/provide", {"json": {"Content": b64(b"x")}, **SMALL_HEAD}, {}, {"max_header_bytes": 1024}),
+    ("POST", f"/retrieve/{CID}", "/retrieve/{cid}", {"json": {}, **SMALL_HEAD}, {}, {"max_header_bytes": 1024}),
+]
+BUSY = {"max_concurrent_operations": 1}  # two requests at once: the second is 429
+
+
+async def _responses(method: str, path: str, kwargs: dict, backend_settings: dict, server_settings: dict):
+    """The response(s) a scenario produces; a BUSY server gets a second request while the first runs."""
+    kwargs = {key: value() if callable(value) else value for key, value in kwargs.items()}
+    app = create_app(FakeBackend(**backend_settings), make_settings(**server_settings))
+    async with client_for(app) as client:
+        if server_settings is not BUSY:
+            return [await client.request(method, path, **kwargs)]
+        answers = []
+
+        async def send():
+            answers.append(await client.request(method, path, **kwargs))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(send)
+            await anyio.sleep(0.05)
+            group.start_soon(send)
+        return answers
+
+
+SCENARIOS += [
+    ("POST", "/provide", "/provide", {"json": {"Content": b64(b"x")}}, {"delay": 0.3}, BUSY),
+    ("POST", f"/retrieve/{CID}", "/retrieve/{cid}", {"json": {}}, {"delay": 0.3}, BUSY),
 ]
 
 
@@ -148,19 +196,19 @@ def _response_spec(spec: dict[str, Any], spec_path: str | None, method: str, sta
 @pytest.mark.anyio
 async def test_responses_validate_against_the_spec_and_cover_every_status(spec: dict[str, Any]) -> None:
     produced: set[tuple[str, str, str]] = set()
-    for method, path, spec_path, kwargs, backend_settings in SCENARIOS:
-        app = create_app(FakeBackend(**backend_settings), make_settings())
-        async with client_for(app) as client:
-            response = await client.request(method, path, **kwargs)
-        documented = _response_spec(spec, spec_path, method, response.status_code)
-        content = documented["content"]
-        media = response.headers["content-type"].split(";")[0]
-        assert media in content, f"{method} {path}: {media} not documented"
-        schema = to_json_schema(spec, content[media]["schema"])
-        body = response.json() if media == "application/json" else response.text
-        jsonschema.validate(body, schema)
-        if spec_path is not None and (spec_path, method.lower()) in _operations(spec):
-            produced.add((spec_path, method.lower(), str(response.status_code)))
+    for method, path, spec_path, kwargs, backend_settings, *server in SCENARIOS:
+        for response in await _responses(method, path, kwargs, backend_settings, server[0] if server else {}):
+            documented = _response_spec(spec, spec_path, method, response.status_code)
+            content = documented["content"]
+            media = response.headers["content-type"].split(";")[0]
+            assert media in content, f"{method} {path}: {media} not documented"
+            schema = to_json_schema(spec, content[media]["schema"])
+            body = response.json() if media == "application/json" else response.text
+            jsonschema.validate(body, schema)
+            for header in documented.get("headers", {}):
+                assert header in response.headers, f"{method} {path} {response.status_code}: no {header} header"
+            if spec_path is not None and (spec_path, method.lower()) in _operations(spec):
+                produced.add((spec_path, method.lower(), str(response.status_code)))
 
     documented_codes = {
         (path, method, code)
