@@ -56,6 +56,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
+import { Key } from 'interface-datastore/key'
 import { createLibp2p } from 'libp2p'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
@@ -479,13 +480,23 @@ async function fillNode (node, everyone) {
     perCpl.set(cpl, used + 1)
     chosen.push(everyone[i])
   }
+  const datastore = node.components.datastore
   for (const peer of chosen) {
-    // one peer-store write: addresses + the tag the table's onAdd would merge separately
-    await node.peerStore.merge(peer.id, {
-      multiaddrs: peer.multiaddrs,
-      protocols: [protocol],
-      tags: { [KAD_PEER_TAG]: { value: 1 } }
-    })
+    const known = await datastore.has(peer.key)
+    if (peer.record == null || known) {
+      // one peer-store write: addresses + the tag the table's onAdd would merge separately
+      await node.peerStore.merge(peer.id, {
+        multiaddrs: peer.multiaddrs,
+        protocols: [protocol],
+        tags: { [KAD_PEER_TAG]: { value: 1 } }
+      })
+      if (!known) peer.record = await datastore.get(peer.key)
+    } else {
+      // the record every other node's store builds from an empty entry, the same bytes:
+      // stored as the bytes the first store wrote, without its per-write lock, decode and
+      // encode, which were most of a large fill's CPU
+      await datastore.put(peer.key, peer.record)
+    }
     await kb._add({ peerId: peer.id, kadId: peer.kadId, lastPing: Date.now() }, { [FILLED]: true })
   }
   return { size: dht.routingTable.size, offered: chosen.length }
@@ -503,7 +514,8 @@ async function fill (nodes, list) {
     const multiaddrs = (entry.addrs ?? []).map(a => multiaddr(String(a)).decapsulateCode(P2P_CODE))
     const kadId = kadIdOf(id)
     const [hi, lo] = prefix48(kadId)
-    everyone.push({ id, text, kadId, hi, lo, multiaddrs })
+    // key: where a peer store keeps this peer's record (@libp2p/peer-store's layout)
+    everyone.push({ id, text, kadId, hi, lo, multiaddrs, key: new Key(`/peers/${id.toCID().toString()}`), record: null })
   }
   const sizes = []
   const offered = []
