@@ -25,6 +25,8 @@ DPI = 110
 
 def _empty(ax, text: str = "no successful measurements in this selection") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _log_scale_fits(values) -> bool:
@@ -117,14 +119,14 @@ def rates(table: pd.DataFrame, group: str, *, title: str,
         ax.bar(x - width / 2, 100 * table["error_rate"], width, label="error", color="C3")
         ax.bar(x + width / 2, 100 * table["not_found_rate"], width, label="not found", color="C1")
         top = max(100 * table[["error_rate", "not_found_rate"]].to_numpy().max(), 1.0)
-        for xi, n in zip(x, table["n"]):
-            ax.text(xi, top * 1.02, f"n={n}", ha="center", va="bottom", fontsize=8)
         marks = [(xi, published_rates[name]) for xi, name in zip(x, labels)
                  if published_rates and name in published_rates]
         for xi, figure in marks:
             scaled = PublishedFigure(**{**figure.__dict__, "low": 100 * figure.low, "high": 100 * figure.high})
             _published_mark(ax, scaled, xi - width / 2, "0.2", vertical=True)
             top = max(top, scaled.high)
+        for xi, n in zip(x, table["n"]):
+            ax.text(xi, top * 1.02, f"n={n}", ha="center", va="bottom", fontsize=8)
         if marks:
             ax.plot([], [], "D", mfc="none", color="0.2", label=f"error rate, {published.LABEL}")
         ax.set_xticks(x, labels, fontsize=8, rotation=30 if len(labels) > 6 else 0)
