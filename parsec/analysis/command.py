@@ -147,12 +147,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from parsec.analysis.load import DataError, window
+    from parsec.config import FLEETS
     from parsec.analysis.report import ReportError, execute
 
     try:
         _check_installed()
         if args.bootstrap < 1:
             raise DataError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+        if args.baseline not in FLEETS:
+            raise DataError(f"unknown baseline fleet {args.baseline!r}; known: {', '.join(FLEETS)}")
         start, end = window(args.start, args.end, args.last)
         notebooks = _notebooks(args.notebook)
         output_dir = Path(args.out).expanduser().resolve()

@@ -121,6 +121,7 @@ def test_postgres_source_gives_the_same_weekly_table(out, fresh_db, tmp_path, mo
     (["--last", "a while"], "bad time window"),
     (["--notebook", "monthly"], "no notebook 'monthly'"),
     (["--bootstrap", "0"], "--bootstrap must be at least 1"),
+    (["--baseline", "classic"], "unknown baseline fleet 'classic'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(root, tmp_path, capsys, argv, message):
     argv = [a.format(missing=tmp_path / "missing") for a in argv]
