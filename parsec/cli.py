@@ -1,4 +1,4 @@
-"""The ``parsec`` command: demo, testbed, server, scheduler, fleet, migrate.
+"""The ``parsec`` command: demo, testbed, server, scheduler, fleet, report, migrate.
 
 Flags override ``PARSEC_*`` environment variables, which override defaults; invalid
 settings end the command with one readable line per problem (exit 2), never a trace.
@@ -114,6 +114,7 @@ def _wait_for_signal() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from parsec import demo
+    from parsec.analysis import command as report_command
     from parsec.fleet_cli import add_fleet_commands
     from parsec.scheduler import job
 
@@ -156,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("fleet", help="fleets on a Ray cluster: status, deploy, teardown")
     add_fleet_commands(p)
+
+    p = commands.add_parser("report", help="run the analysis notebooks: HTML report and PNG figures")
+    report_command.add_arguments(p)
+    p.set_defaults(func=report_command.run)
 
     p = commands.add_parser("migrate", help="apply pending database migrations")
     p.add_argument("--down", type=int, metavar="VERSION", help="roll back to this version")

@@ -159,6 +159,14 @@ def _result_table(kind: str) -> str:
         raise ValueError(f"unknown measurement kind {kind!r}; known: provide, retrieval") from None
 
 
+def _with_hex_op_ids(rows) -> list[dict]:
+    """Rows as dicts with op_id in the records' form (uuid4 hex), None where there is none."""
+    results = [dict(row) for row in rows]
+    for row in results:
+        row["op_id"] = row["op_id"].hex if row["op_id"] is not None else None
+    return results
+
+
 def _staging_row(record: MeasurementRecord) -> tuple:
     _result_table(record.kind)
     if record.created_at.tzinfo is None:
@@ -274,7 +282,33 @@ class Repository:
             " LEFT JOIN measurements m ON m.kind = $1 AND m.row_id = t.id ORDER BY t.id",
             kind,
         )
-        results = [dict(row) for row in rows]
-        for row in results:  # the records' op_id form: uuid4 hex
-            row["op_id"] = row["op_id"].hex if row["op_id"] is not None else None
-        return results
+        return _with_hex_op_ids(rows)
+
+    async def fetch_for_analysis(self, kind: str, *, start: datetime | None = None, end: datetime | None = None,
+                                 fleets: tuple[str, ...] | None = None, regions: tuple[str, ...] | None = None,
+                                 rt_size_min: int = 0) -> list[dict]:
+        """Result rows of one kind shaped like MeasurementRecord (plus the trace columns), for analysis.
+
+        Read from the original tables, so rows a Go scheduler wrote count too: fleet and region
+        come from ``measurements`` when we wrote the row, else from the node's ``nodes_ecs`` row;
+        op_id, round and the trace are NULL for rows without a ``measurements`` entry.
+        ``end`` is exclusive.
+        """
+        table = _result_table(kind)
+        step = "t.step" if kind == "provide" else "'retrieval'"
+        rows = await self.pool.fetch(
+            f"SELECT m.op_id, $1::text AS kind, t.scheduler_id, t.node_id,"
+            f" coalesce(m.fleet, n.fleet) AS fleet, coalesce(m.region, n.region) AS region, m.round,"
+            f" t.rt_size, t.duration, t.cid, t.error, {step} AS step, t.created_at, tr.detail::text AS trace,"
+            f" tr.rpc_total AS trace_rpc_total, tr.hops AS trace_hops, tr.peers_contacted AS trace_peers_contacted"
+            f" FROM {table} t JOIN nodes_ecs n ON n.id = t.node_id"
+            " LEFT JOIN measurements m ON m.kind = $1 AND m.row_id = t.id"
+            " LEFT JOIN traces tr ON tr.op_id = m.op_id"
+            " WHERE ($2::timestamptz IS NULL OR t.created_at >= $2) AND ($3::timestamptz IS NULL OR t.created_at < $3)"
+            " AND ($4::text[] IS NULL OR coalesce(m.fleet, n.fleet) = ANY($4::text[]))"
+            " AND ($5::text[] IS NULL OR coalesce(m.region, n.region) = ANY($5::text[]))"
+            " AND t.rt_size >= $6"
+            " ORDER BY t.created_at, t.id",
+            kind, start, end, list(fleets) if fleets else None, list(regions) if regions else None, rt_size_min,
+        )
+        return _with_hex_op_ids(rows)

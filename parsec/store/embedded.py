@@ -94,7 +94,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run_coroutine(coroutine) -> object:
+def run_coroutine(coroutine) -> object:
     """Run a coroutine to completion from sync code, even if this thread has a running loop."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
@@ -255,7 +255,7 @@ class EmbeddedPostgres:
         password = self._password()
         port = self._launch()
         try:
-            _run_coroutine(_provision(self._socket_dir, port, password))
+            run_coroutine(_provision(self._socket_dir, port, password))
         except Exception as error:
             self._stop_server()
             raise StoreError(f"PostgreSQL started in {self.pgdata}, but creating role and "

@@ -1,0 +1,159 @@
+"""Loaders: the generated dataset read back through pyarrow filters, and from a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from parsec.analysis import load
+from parsec.analysis.load import DataError
+from tests.analysis import dataset
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return dataset.write(tmp_path_factory.mktemp("parquet"))
+
+
+def test_everything_loads_with_one_shape(root):
+    frame = load.measurements(parquet_dir=root)
+    assert list(frame.columns) == load.COLUMNS
+    assert len(frame) == len(dataset.records()) == 166
+    assert Counter(zip(frame["fleet"], frame["kind"])) == {
+        ("default", "provide"): 44, ("default", "retrieval"): 42, ("optprov", "provide"): 40, ("optprov", "retrieval"): 40}
+    assert Counter(frame["outcome"]) == {"ok": 163, "error": 1, "not found": 2}
+    assert frame["created_at"].is_monotonic_increasing
+    assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
+    assert frame.attrs["source"] == f"the Parquet dataset {root}"
+    failed = frame[frame["outcome"] == "error"].iloc[0]
+    assert failed["error"] == dataset.PROVIDE_ERROR and failed["trace"] is None and pd.isna(failed["trace_rpc_total"])
+    traced = frame[frame["trace"].notna()]
+    assert (traced["trace_rpc_total"] == traced["trace"].map(lambda t: json.loads(t)["rpc_total"])).all()
+
+
+def test_filters_select_exactly(root):
+    assert len(load.measurements(parquet_dir=root, rt_size_min=11)) == 166 - 3  # the cold node's provides
+    assert len(load.measurements(parquet_dir=root, fleets="optprov", kinds="provide")) == 40
+    assert len(load.measurements(parquet_dir=root, regions=["us-west-1"], fleets=["default"])) == 20 + 22
+    week2 = load.measurements(parquet_dir=root, start="2024-03-11")
+    assert len(week2) == 80 and week2["created_at"].min() >= pd.Timestamp("2024-03-11", tz="UTC")
+    week1 = load.measurements(parquet_dir=root, end="2024-03-11")  # end is exclusive
+    assert len(week1) == 166 - 80
+    # the first provide of week 1 is at 06:00:00 and its retrieval at 06:00:30 (eu, both fleets)
+    moment = load.measurements(parquet_dir=root, start="2024-03-04T06:00:00", end="2024-03-04T06:00:30")
+    assert sorted(moment["kind"]) == ["provide", "provide"]
+    last = load.measurements(parquet_dir=root, last="1d", end="2024-03-05")
+    assert set(last["date"]) == {"2024-03-04"} and len(last) == len(load.measurements(
+        parquet_dir=root, start="2024-03-04", end="2024-03-05"))
+
+
+def test_partitions_outside_the_selection_are_never_opened(root, tmp_path):
+    """Predicate push-down: a broken file in another kind/date partition does not matter
+    unless the selection reaches it (and then it is one readable error)."""
+    copy = tmp_path / "data"
+    dataset.write(copy)
+    broken = copy / "kind=provide" / "date=2024-03-17" / "part-zz-000000.parquet"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"not parquet at all")
+    (copy / "kind=retrieval" / "date=2024-03-04" / ".part-gen-9.parquet.tmp").write_bytes(b"half-written")
+    assert len(load.measurements(parquet_dir=copy, kinds="retrieval")) == 82
+    assert len(load.measurements(parquet_dir=copy, end="2024-03-17")) == 166 - 8  # 8 rows on the 17th
+    with pytest.raises(DataError, match="^cannot read the Parquet dataset at .*part-zz-000000.parquet"):
+        load.measurements(parquet_dir=copy)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"fleets": "nope"}, "unknown fleet 'nope'; known: default, optprov, fullrt, pylibp2p, go, js"),
+    ({"fleets": "default,fullrt"}, r"no measurements of fleet\(s\) fullrt in the Parquet dataset .* "
+                                   r"\(fleets there: default, optprov\)"),
+    ({"start": "2024-03-10", "end": "2024-03-09"}, "bad time window: start 2024-03-10 00:00 is not before end"),
+    ({"start": "March 4th"}, "bad time window: start 'March 4th' is not an ISO date"),
+    ({"last": "soon"}, "bad time window: last 'soon' is not a positive duration"),
+    ({"last": "7d", "start": "2024-03-01"}, "bad time window: give start or last, not both"),
+    ({"start": "2030-01-01"}, "no measurements in the Parquet dataset .* for this selection"),
+    ({"rt_size_min": -1}, "rt_size filter must be >= 0"),
+    ({"source": "mysql"}, "unknown source 'mysql'"),
+])
+def test_bad_input_is_one_line(root, params, message):
+    params = {"parquet_dir": root, **params}
+    with pytest.raises(DataError, match=message) as caught:
+        load.measurements(**params)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(DataError, match=message):
+        load.fleet_counts(**params)
+
+
+def test_missing_and_empty_datasets(tmp_path):
+    with pytest.raises(DataError, match=r"^no Parquet dataset at .*/absent \(run `parsec demo`"):
+        load.measurements(parquet_dir=tmp_path / "absent")
+    (tmp_path / "empty" / "kind=provide").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no measurements yet"):
+        load.measurements(parquet_dir=tmp_path / "empty")
+
+
+def test_fleet_counts_and_the_default_dataset(root, tmp_path, monkeypatch):
+    assert load.fleet_counts(parquet_dir=root, rt_size_min=51) == {"default": 83, "optprov": 80}
+    monkeypatch.setenv("PARSEC_SCHEDULER_PARQUET_DIR", str(root))
+    assert load.default_parquet_dir() == root
+    monkeypatch.delenv("PARSEC_SCHEDULER_PARQUET_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert load.default_parquet_dir() == Path(".parsec/parquet")  # where `parsec demo` writes
+
+
+def test_pick_fleet(root):
+    frame = load.measurements(parquet_dir=root)
+    assert load.pick_fleet(frame) == "default"
+    assert load.pick_fleet(frame[frame["fleet"] == "optprov"]) == "optprov"
+    with pytest.raises(DataError, match="no measurements of fleet 'fullrt'"):
+        load.pick_fleet(frame, "fullrt")
+
+
+def test_window_counts_back_from_end_or_now():
+    now = datetime(2024, 3, 20, 12, tzinfo=timezone.utc)
+    assert load.window(last="2w", now=now) == (datetime(2024, 3, 6, 12, tzinfo=timezone.utc), None)
+    assert load.window(end="2024-03-10", last="36h") == (datetime(2024, 3, 8, 12, tzinfo=timezone.utc),
+                                                       datetime(2024, 3, 10, tzinfo=timezone.utc))
+    assert load.window(start="2024-03-04T12:00+02:00")[0] == datetime(2024, 3, 4, 10, tzinfo=timezone.utc)
+
+
+def test_postgres_gives_the_same_frame_as_parquet(root, fresh_db):
+    assert asyncio.run(dataset.write_postgres(fresh_db)) == 166
+    for params in ({}, {"fleets": "default", "rt_size_min": 51}, {"start": "2024-03-11", "regions": "eu-central-1"}):
+        from_db = load.measurements(source="postgres", database=fresh_db, **params)
+        from_files = load.measurements(parquet_dir=root, **params)
+        assert len(from_db) == len(from_files) > 0
+        key = ["op_id"]
+        a = from_db.sort_values(key).reset_index(drop=True)
+        b = from_files.sort_values(key).reset_index(drop=True)
+        for frame in (a, b):  # jsonb re-serialises: compare the documents
+            frame["trace"] = frame["trace"].map(lambda t: None if t is None else json.loads(t))
+        pd.testing.assert_frame_equal(a, b)
+    assert load.fleet_counts(source="postgres", database=fresh_db) == {"default": 86, "optprov": 80}
+    with pytest.raises(DataError, match=r"no measurements of fleet\(s\) fullrt in PostgreSQL"):
+        load.measurements(source="postgres", database=fresh_db, fleets="fullrt")
+
+
+def test_postgres_reads_rows_without_our_measurements_table_entry(fresh_db):
+    """Rows a Go scheduler wrote (no `measurements` row): fleet and region from nodes_ecs."""
+    async def go_rows():
+        from parsec.store.db import connect_pool
+
+        await dataset.write_postgres(fresh_db)
+        pool = await connect_pool(fresh_db)
+        try:
+            await pool.execute("INSERT INTO retrievals_ecs (scheduler_id, node_id, rt_size, duration, cid, error,"
+                               " created_at) VALUES (1, 2, 150, 0.5, 'QmGo', NULL, '2024-03-05T00:00:00Z')")
+        finally:
+            await pool.close()
+
+    asyncio.run(go_rows())
+    frame = load.measurements(source="postgres", database=fresh_db, start="2024-03-05", end="2024-03-05T00:00:01")
+    row = frame.iloc[0]
+    assert len(frame) == 1 and row["cid"] == "QmGo" and row["op_id"] is None and pd.isna(row["round"])
+    assert (row["fleet"], row["region"], row["step"], row["outcome"]) == ("default", "us-west-1", "retrieval", "ok")

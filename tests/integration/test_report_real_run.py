@@ -1,0 +1,49 @@
+"""`parsec report` on the dataset of a real short run: real servers on a real testbed, the
+real scheduler writing Parquet, both notebooks executed on what it wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parsec.cli import main
+from parsec.config import SchedulerSettings
+from parsec.store.parquet import read_dataset
+from tests.analysis.test_report import FIGURES
+
+pytestmark = pytest.mark.integration
+
+ROUNDS = 3
+
+
+def test_report_on_a_real_short_run(campaign, tmp_path):
+    from parsec.scheduler import job
+
+    parquet = tmp_path / "parquet"
+    settings = SchedulerSettings(fleets=["default"], rounds=ROUNDS, interval=0.5, parquet_dir=parquet)
+    asyncio.run(job.run_loops([settings], campaign.database))
+    written = read_dataset(parquet)
+    assert len(written) == ROUNDS * len(campaign.actors)  # one provide and two retrievals per round
+
+    started = time.monotonic()
+    assert main(["report", "--parquet", str(parquet), "--out", str(tmp_path / "report"), "--bootstrap", "50"]) == 0
+    print(f"parsec report on {len(written)} real measurements: {time.monotonic() - started:.1f} s")
+    for notebook, figures in FIGURES.items():
+        assert {p.stem for p in (tmp_path / "report" / notebook).glob("*.png")} == figures
+        assert (tmp_path / "report" / f"{notebook}.html").stat().st_size > 100_000
+
+    ok = written[written["error"].isna()]
+    weekly = pd.read_csv(tmp_path / "report" / "weekly_report" / "weekly.csv").set_index("kind")
+    for kind in ("provide", "retrieval"):
+        durations = ok.loc[ok["kind"] == kind, "duration"]
+        assert weekly.loc[kind, "n"] == len(durations) > 0
+        assert weekly.loc[kind, "p50"] == pytest.approx(np.quantile(durations, 0.5))
+    rpcs = pd.read_csv(tmp_path / "report" / "fleet_comparison" / "rpc_counts.csv").set_index(["fleet", "kind"])
+    provides = written[written["kind"] == "provide"]
+    assert rpcs.loc[("default", "provide"), "traced"] == provides["trace"].notna().sum() == ROUNDS
+    assert rpcs.loc[("default", "provide"), "rpc_total"] == pytest.approx(provides["trace_rpc_total"].mean())
+    assert rpcs.loc[("default", "provide"), "ADD_PROVIDER"] >= 1
