@@ -14,6 +14,7 @@ from parsec.cli import main
 from parsec.config import SchedulerSettings
 from parsec.store.parquet import read_dataset
 from tests.analysis.test_report import FIGURES
+from tests.integration.conftest import CAMPAIGN_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,8 @@ def test_report_on_a_real_short_run(campaign, tmp_path):
     from parsec.scheduler import job
 
     parquet = tmp_path / "parquet"
-    settings = SchedulerSettings(fleets=["default"], rounds=ROUNDS, interval=0.5, parquet_dir=parquet)
+    settings = SchedulerSettings(fleets=["default"], rounds=ROUNDS, interval=0.5, parquet_dir=parquet,
+                                 auth_token=CAMPAIGN_TOKEN)
     asyncio.run(job.run_loops([settings], campaign.database))
     written = read_dataset(parquet)
     assert len(written) == ROUNDS * len(campaign.actors)  # one provide and two retrievals per round
