@@ -217,6 +217,14 @@ class SchedulerSettings(BaseSettings):
     parquet_dir: Path | None = DEFAULT_STATE_DIR / "parquet"
     parquet_rotate_rows: int = Field(1000, ge=1)
     parquet_rotate_seconds: Seconds = 60.0
+    spool_dir: Path = Field(default_factory=lambda: Path.home() / ".parsec" / "spool", description=(
+        "the journal of every operation issued and its record until Postgres and Parquet hold it (one file per "
+        "fleet set and database); in the home directory because a Ray job runs in a working directory of its own, "
+        "and a resubmitted scheduler must find what a killed one left"))
+    spool_retry: Seconds = Field(5.0, gt=0, description="how often spooled records are retried while Postgres is "
+                                 "unreachable")
+    spool_archive: bool = Field(False, description="keep the entries of settled operations in <journal>.archive "
+                                "(audits, bench/chaos.py) instead of dropping them")
 
 
 class TestbedSettings(BaseSettings):
