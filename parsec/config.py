@@ -245,6 +245,14 @@ class SchedulerSettings(BaseSettings):
     auth_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("auth_token", "PARSEC_SCHEDULER_AUTH_TOKEN", "PARSEC_SERVER_AUTH_TOKEN"),
         description="bearer token sent to the servers (the servers' PARSEC_SERVER_AUTH_TOKEN)")
+    spool_dir: Path = Field(default_factory=lambda: Path.home() / ".parsec" / "spool", description=(
+        "the journal of every operation issued and its record until Postgres and Parquet hold it (one file per "
+        "fleet set and database); in the home directory because a Ray job runs in a working directory of its own, "
+        "and a resubmitted scheduler must find what a killed one left"))
+    spool_retry: Seconds = Field(5.0, gt=0, description="how often spooled records are retried while Postgres is "
+                                 "unreachable")
+    spool_archive: bool = Field(False, description="keep the entries of settled operations in <journal>.archive "
+                                "(audits, bench/chaos.py) instead of dropping them")
 
 
 class TestbedSettings(BaseSettings):

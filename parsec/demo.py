@@ -73,7 +73,8 @@ def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path
     entry = REPO_ROOT / "jobs" / "scheduler.py"
     command = [sys.executable, str(entry)] if entry.exists() else [sys.executable, "-m", "parsec.scheduler.job"]
     command += ["--fleets", args.fleets, "--rounds", str(args.rounds), "--interval", str(args.interval),
-                "--probes", str(args.probes), "--parquet-dir", str(parquet_dir)]
+                "--probes", str(args.probes), "--parquet-dir", str(parquet_dir),
+                "--spool-dir", str(parquet_dir.parent / "spool")]
     env = {f"PARSEC_DATABASE_{k.upper()}": str(v) for k, v in database.model_dump().items()}
     try:
         return client.submit_job(entrypoint=" ".join(command), runtime_env={"env_vars": env})

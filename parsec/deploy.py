@@ -51,6 +51,7 @@ class TestbedHandle:
 
     __test__ = False
     shards: list = field(default_factory=list)
+    py_shards: int = 0  # the first shards hold py peers; the rest run Go / Node programs
     external: dict = field(default_factory=dict)  # "go" / "js" → the (first) program of that implementation
     ghosts: list[WirePeer] = field(default_factory=list)  # in routing tables, never answering
     peers: list[WirePeer] = field(default_factory=list)
@@ -85,7 +86,7 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
                       settings.slow_fraction, settings.slow_delay, settings.churn_session))
         for i, size in enumerate(sizes)
     ]
-    handle = TestbedHandle(shards=shards)
+    handle = TestbedHandle(shards=shards, py_shards=len(shards))
     labels = [f"py-{i}={size}" for i, size in enumerate(sizes)]
     for implementation in ("go", "js"):
         parts = _split(mix.get(implementation, 0), PEERS_PER_PROCESS[implementation])
@@ -141,6 +142,16 @@ def _gather_timed(refs: list) -> tuple[list, list[float]]:
     return ray.get(list(refs)), [finished[ref] for ref in refs]
 
 
+def cut_off_regions(testbed: TestbedHandle, servers: list, regions: list[str]) -> int:
+    """Cut these regions off the emulated WAN (``[]`` restores every region): every kad
+    message of a py testbed peer or a server to or from a peer of those regions is dropped
+    from now on (``parsec.latency``, "Outage"). Go and js peers do not take part. Returns
+    how many py testbed peers are in the cut regions."""
+    peers = ray.get([shard.cut_off.remote(list(regions)) for shard in testbed.shards[:testbed.py_shards]])
+    ray.get([server.cut_off.remote(list(regions)) for server in servers])
+    return sum(peers)
+
+
 def deploy_server(config: ServerActorConfig, resources: dict | None = None):
     """Place (or find) the named server actor; rerunning with the same name is a no-op."""
     options = {"name": config.name, "get_if_exists": True}
@@ -151,11 +162,12 @@ def deploy_server(config: ServerActorConfig, resources: dict | None = None):
 
 def wait_ready(actors: list, timeout: float = 120.0, progress=print) -> list[dict]:
     """Poll server actors until every one is ready and has written a heartbeat (so a
-    scheduler started now discovers it); raises TimeoutError with details."""
+    scheduler started now discovers it); raises TimeoutError with details. An actor Ray
+    is restarting (after a crash) counts as not ready yet."""
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        statuses = ray.get([actor.status.remote() for actor in actors])
+        statuses = [_status_or_restarting(actor) for actor in actors]
         ready = sum(1 for status in statuses if status["ready"] and status["heartbeats"] > 0)
         line = f"servers ready: {ready}/{len(actors)}"
         if line != last:
@@ -168,6 +180,14 @@ def wait_ready(actors: list, timeout: float = 120.0, progress=print) -> list[dic
                                  for s in statuses if not (s["ready"] and s["heartbeats"]))
             raise TimeoutError(f"servers not ready after {timeout:.0f}s: {problems}")
         time.sleep(0.5)
+
+
+def _status_or_restarting(actor) -> dict:
+    try:
+        return ray.get(actor.status.remote())
+    except ray.exceptions.ActorUnavailableError as error:  # restarting: Ray retries nothing (max_task_retries=0)
+        return {"name": "?", "ready": False, "heartbeats": 0, "error": f"restarting ({error.__class__.__name__})",
+                "routing_table_size": 0}
 
 
 def stop_servers(actors: list) -> None:

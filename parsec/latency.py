@@ -18,6 +18,13 @@ The model, identical in the Python, Go and Node testbed programs:
 - **Connection set-up**: the dialer waits ``dial_rtts * rtt`` before dialling (TCP
   handshake, Noise XX and multistream negotiation are ≈2 round trips; 2.0 by default).
 
+- **Outage** (a runtime control for fault tests and ``bench/chaos.py``): while a region is
+  cut off, every kad message to or from a peer of that region is dropped — between its own
+  peers too: the region goes dark, so its peers' and servers' requests time out. TCP dials
+  still connect (only messages are dropped), so routing tables survive the outage and
+  heal at once when it ends. Each process holds its own ``Outage``; the testbed shard and
+  server actors set theirs (``parsec.deploy.cut_off_regions``); Go and js peers ignore it.
+
 Not modelled: bandwidth and serialisation delay, TCP slow start and congestion, packet
 reordering, per-peer access links (residential peers), and queueing in the network —
 only the propagation delay between regions, plus optional jitter and loss.
@@ -29,10 +36,19 @@ import bisect
 import hashlib
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MATRIX = Path(__file__).with_name("data") / "region-rtt.json"
+
+
+class Outage:
+    """The region indexes cut off right now, in this process (mutable: a frozen model holds
+    one, and every peer of the process sharing the model sees a change at once)."""
+
+    def __init__(self) -> None:
+        self.regions: frozenset[int] = frozenset()  # replaced whole: atomic for reader threads
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,7 @@ class LatencyModel:
     jitter: float = 0.0
     loss: float = 0.0
     dial_rtts: float = 2.0
+    outage: Outage = field(default_factory=Outage, compare=False, repr=False)
     _cumulative: tuple[float, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,8 +125,19 @@ class LatencyModel:
     def dial_delay(self, a: int, b: int) -> float:
         return self.dial_rtts * self.rtt(a, b)
 
-    def dropped(self, rng: random.Random) -> bool:
+    def dropped(self, rng: random.Random, a: int | None = None, b: int | None = None) -> bool:
+        """Whether a message from region ``a`` to ``b`` is lost: either end cut off, or loss."""
+        cut = self.outage.regions
+        if cut and (a in cut or b in cut):
+            return True
         return self.loss > 0 and rng.random() < self.loss
+
+    def cut_off(self, regions: Iterable[str]) -> None:
+        """Cut these regions off (an empty list restores every region)."""
+        self.outage.regions = frozenset(self.index(region) for region in regions)
+
+    def cut_regions(self) -> list[str]:
+        return [self.regions[i] for i in sorted(self.outage.regions)]
 
     def as_json(self) -> str:
         """The model as the Go and Node programs read it."""

@@ -17,6 +17,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# scheduler jobs the tests submit keep their journals here (the Ray head passes it on), not in ~/.parsec
+export PARSEC_SCHEDULER_SPOOL_DIR="$work/spool"
 eval "$(.venv/bin/python -m parsec.store.pgctl start "$work/pg" --env PARSEC_TEST_DATABASE_)"
 echo "test: PostgreSQL on $PARSEC_TEST_DATABASE_HOST:$PARSEC_TEST_DATABASE_PORT"
 

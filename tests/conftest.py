@@ -22,6 +22,20 @@ import pytest
 from parsec.config import DatabaseSettings
 
 
+@pytest.fixture(scope="session", autouse=True)
+def scheduler_spool_dir() -> Iterator[Path]:
+    """Schedulers run by the tests keep their journals here, never in ~/.parsec/spool."""
+    path = Path(tempfile.mkdtemp(prefix="parsec-test-spool-"))
+    previous = os.environ.get("PARSEC_SCHEDULER_SPOOL_DIR")
+    os.environ["PARSEC_SCHEDULER_SPOOL_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("PARSEC_SCHEDULER_SPOOL_DIR", None)
+    else:
+        os.environ["PARSEC_SCHEDULER_SPOOL_DIR"] = previous
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[DatabaseSettings]:
     """Settings of a running PostgreSQL whose user may create databases."""

@@ -48,3 +48,21 @@ def test_bad_files_are_readable_errors(tmp_path):
         LatencyModel.load(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="unknown region"):
         LatencyModel.load().index("mars-1")
+
+
+def test_a_cut_off_region_drops_every_message_to_or_from_it_until_restored():
+    import pickle
+
+    model = LatencyModel.load()
+    rng = random.Random(2)
+    eu, ap, us = model.index("eu-central-1"), model.index("ap-south-1"), model.index("us-west-1")
+    shipped = pickle.loads(pickle.dumps(model))  # what an actor receives: an outage of its own
+    model.cut_off(["ap-south-1"])
+    assert model.cut_regions() == ["ap-south-1"]
+    assert model.dropped(rng, eu, ap) and model.dropped(rng, ap, eu) and model.dropped(rng, ap, ap)
+    assert not any(model.dropped(rng, eu, us) for _ in range(100))  # no loss configured elsewhere
+    assert not shipped.dropped(rng, eu, ap) and shipped == model  # the outage is no part of the model's value
+    model.cut_off([])
+    assert not model.dropped(rng, eu, ap)
+    with pytest.raises(ValueError, match="unknown region"):
+        model.cut_off(["mars-1"])

@@ -234,10 +234,11 @@ class DhtNode:
         model = self.latency
         if model is None:
             return True
-        if model.dropped(self._rng):
+        region = model.region_index_of(remote)
+        if model.dropped(self._rng, self.region, region):
             return False
         if wait:
-            await trio.sleep(model.one_way(self.region, model.region_index_of(remote), self._rng))
+            await trio.sleep(model.one_way(self.region, region, self._rng))
         return True
 
     async def rpc(self, peer: PeerRef, request: Message, *, expect_reply: bool = True,

@@ -11,6 +11,13 @@ to Postgres and the Parquet dataset. ``--rounds`` (per loop) or ``--duration`` b
 run; SIGTERM/SIGINT (``ray job stop``, Ctrl-C) end it cleanly: no new round starts,
 operations in flight get ``PARSEC_SCHEDULER_STOP_GRACE`` (1 s) to finish and are otherwise
 recorded as cancelled, and the Parquet files are closed.
+
+Every operation passes through a journal in ``PARSEC_SCHEDULER_SPOOL_DIR`` (one per loop):
+written before it is issued and when its record is known, kept until Postgres and Parquet
+hold the record. While Postgres is down the records wait there and are retried; a
+scheduler started after a crash or a SIGKILL replays it first — records what was in
+flight as ``scheduler killed``, writes what the sinks lack — so nothing issued is lost
+and nothing is stored twice (``parsec.scheduler.sinks``, ``parsec.store.journal``).
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 
 from parsec.config import DatabaseSettings, SchedulerSettings, load
 from parsec.scheduler.loop import RoundReport, Scheduler, SchedulerMetrics
-from parsec.scheduler.sinks import FanOutSink, ParquetDatasetSink, PostgresSink
+from parsec.scheduler.sinks import DurableSink, Sink, journal_path
+from parsec.store.db import StoreError
+from parsec.store.journal import Journal, JournalBusy
 
 log = logging.getLogger("parsec.scheduler")
 
@@ -39,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", help="stop starting rounds after this long, e.g. 1h, 30m (default: unbounded)")
     parser.add_argument("--parquet-dir", help="Parquet dataset root (default .parsec/parquet)")
     parser.add_argument("--no-parquet", action="store_true", help="write Postgres only")
+    parser.add_argument("--spool-dir", help="where the journal of operations and spooled records lives "
+                                            "(default ~/.parsec/spool)")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
 
 
@@ -56,7 +68,8 @@ def settings_list(args: argparse.Namespace) -> list[SchedulerSettings]:
     loops = []
     for fleets in fleet_sets(args.fleets):
         settings = load(SchedulerSettings, fleets=fleets, interval=args.interval, probes=args.probes,
-                        rounds=args.rounds, duration=getattr(args, "duration", None), parquet_dir=args.parquet_dir)
+                        rounds=args.rounds, duration=getattr(args, "duration", None), parquet_dir=args.parquet_dir,
+                        spool_dir=getattr(args, "spool_dir", None))
         if args.no_parquet:
             settings = settings.model_copy(update={"parquet_dir": None})
         loops.append(settings)
@@ -78,19 +91,36 @@ def print_round(report: RoundReport, label: str = "") -> None:
           f"{provide.duration:.3f}s ({status}); retrievals {found}/{len(report.retrievals)} found", flush=True)
 
 
-async def _start_loop(settings: SchedulerSettings, repo, metrics_port: int | None, label: str) -> Scheduler:
+async def _start_loop(settings: SchedulerSettings, repo, database: DatabaseSettings, metrics_port: int | None,
+                      label: str) -> Scheduler:
     from parsec.store.parquet import ParquetSink
 
-    sinks = [PostgresSink(repo)]
-    metrics = SchedulerMetrics()
-    scheduler = Scheduler(settings, repo, FanOutSink(), metrics=metrics,
-                          on_round=lambda report: print_round(report, label))
-    scheduler_id = await scheduler.register({"host": socket.gethostname()})
-    if settings.parquet_dir is not None:
-        writer = ParquetSink(settings.parquet_dir, rotate_rows=settings.parquet_rotate_rows,
-                             rotate_seconds=settings.parquet_rotate_seconds, writer_id=f"s{scheduler_id}")
-        sinks.append(ParquetDatasetSink(writer))
-    scheduler.sink = FanOutSink(*sinks)
+    # the journal's lock first: a second scheduler of the same fleets and database stops
+    # here, before it registers a schedulers_ecs row
+    journal = Journal(journal_path(settings.spool_dir, settings.fleets, database.redacted()),
+                      sinks=("pg", "pq") if settings.parquet_dir is not None else ("pg",),
+                      archive=settings.spool_archive)
+    journal.open()
+    try:
+        metrics = SchedulerMetrics()
+        scheduler = Scheduler(settings, repo, Sink(), metrics=metrics,
+                              on_round=lambda report: print_round(report, label))
+        scheduler_id = await scheduler.register({"host": socket.gethostname()})
+        writer = None
+        if settings.parquet_dir is not None:
+            writer = ParquetSink(settings.parquet_dir, rotate_rows=settings.parquet_rotate_rows,
+                                 rotate_seconds=settings.parquet_rotate_seconds, writer_id=f"s{scheduler_id}")
+        sink = DurableSink(journal, repo, writer, retry_seconds=settings.spool_retry)
+        recovered = await sink.recover()
+    except BaseException:
+        journal.close()
+        raise
+    if any(recovered.values()):
+        print(f"{label}scheduler {scheduler_id}: replayed the spool {journal.path}: {recovered['killed']} operation(s) "
+              f"in flight when the previous scheduler died recorded as killed; {recovered['to_postgres']} record(s) "
+              f"for Postgres, {recovered['to_parquet']} for Parquet ({recovered['already_in_parquet']} already there)",
+              flush=True)
+    scheduler.sink = sink
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -113,7 +143,12 @@ async def run_loops(loops: list[SchedulerSettings], database: DatabaseSettings,
         for index, settings in enumerate(loops):
             label = f"[{'+'.join(settings.fleets)}] " if len(loops) > 1 else ""
             port = metrics_port + index if metrics_port is not None else None
-            scheduler = await _start_loop(settings, repo, port, label)
+            try:
+                scheduler = await _start_loop(settings, repo, database, port, label)
+            except BaseException:
+                for started in schedulers:  # their journals are open: close them, spooled records kept
+                    await started.sink.flush()
+                raise
             schedulers.append(scheduler)
             print(f"scheduler {scheduler.scheduler_id}: fleets {','.join(settings.fleets)}, "
                   f"interval {settings.interval:g}s, probes {settings.probes}, rounds {settings.rounds or 'unbounded'}"
@@ -152,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     loops = settings_list(args)
     database = load(DatabaseSettings)
-    results = asyncio.run(run_loops(loops, database, args.metrics_port))
+    try:
+        results = asyncio.run(run_loops(loops, database, args.metrics_port))
+    except (StoreError, JournalBusy) as error:
+        print(f"parsec scheduler: {error}", file=sys.stderr, flush=True)
+        return 1
     print(finished_line(results), flush=True)
     return 0
 

@@ -8,7 +8,11 @@ Stopping (``stop`` set: SIGTERM from ``ray job stop``, ``--duration`` over) star
 round; operations already issued get ``stop_grace`` seconds to finish, then are cancelled
 and recorded with the error ``CANCELLED`` — Ray's job stop SIGKILLs 3 s after SIGTERM, so
 waiting out a provide (up to minutes) is not an option, and dropping it would lose the
-fact that it was issued.
+fact that it was issued. Each operation is announced to the sink (``Sink.issue``) before
+its request leaves, so a durable sink can record it even if this process is SIGKILLed.
+
+While Postgres is unreachable the loop goes on measuring the nodes it discovered last
+(readiness is still asked over HTTP); the records wait in the durable sink's spool.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from parsec.config import SchedulerSettings
 from parsec.scheduler.client import ServerClient, ServerReply, node_url
 from parsec.scheduler.rounds import RoundRobin, next_round_start, plan_round
 from parsec.scheduler.sinks import Sink
+from parsec.store.db import is_unreachable
+from parsec.store.journal import Intent
 from parsec.store.records import MeasurementRecord
 
 def _secret(value) -> str | None:
@@ -80,6 +86,7 @@ class Scheduler:
         self.cursor = RoundRobin()
         self.scheduler_id: int | None = None
         self._client: ServerClient | None = None
+        self._nodes = None  # the last discovery, measured on while the database is unreachable
         self._abort = asyncio.Event()  # set stop_grace seconds after stop: cancel what is in flight
 
     async def register(self, dependencies: dict | None = None) -> int:
@@ -150,7 +157,10 @@ class Scheduler:
 
     async def run_round(self, number: int) -> RoundReport:
         report = RoundReport(number)
-        nodes = await self.repo.discover_nodes(list(self.settings.fleets), self.settings.heartbeat_window)
+        nodes = await self._discover()
+        if nodes is None:
+            report.skipped = "database unreachable and no nodes discovered yet"
+            return report
         finished, readiness = await self._until_abort(
             asyncio.gather(*(self._client.ready(node_url(n.ip_address, n.server_port)) for n in nodes)))
         if not finished:
@@ -159,7 +169,12 @@ class Scheduler:
         ready = [node for node, ok in zip(nodes, readiness) if ok]
         report.offline = [node.id for node, ok in zip(nodes, readiness) if not ok]
         if report.offline:
-            await self.repo.mark_offline(report.offline)
+            try:
+                await self.repo.mark_offline(report.offline)
+            except Exception as error:
+                if not is_unreachable(error):
+                    raise
+                log.warning("cannot mark nodes %s offline, database unreachable: %s", report.offline, error)
         report.ready = len(ready)
         self.metrics.active_nodes.set(len(ready))
         plan = plan_round(ready, self.cursor)
@@ -170,8 +185,9 @@ class Scheduler:
         content = os.urandom(self.settings.content_bytes)
         cid, _ = cid_v0_for(content)
         url = node_url(plan.provider.ip_address, plan.provider.server_port)
+        intent = self._issue("provide", plan.provider, cid, number)
         reply = await self._measure("provide", self._client.provide(url, content, cid), cid)
-        report.provide = self._record("provide", plan.provider, reply, number)
+        report.provide = self._record(intent, reply)
         await self._store([report.provide])
         if reply.error is not None or self._abort.is_set():
             return report
@@ -185,16 +201,37 @@ class Scheduler:
         for _ in range(self.settings.probes):
             if self._abort.is_set():
                 break  # not issued: no record
+            intent = self._issue("retrieval", node, cid, number)
             reply = await self._measure("retrieval", self._client.retrieve(node_url(node.ip_address, node.server_port), cid), cid)
-            records.append(self._record("retrieval", node, reply, number))
+            records.append(self._record(intent, reply))
         return records
 
-    def _record(self, kind: str, node, reply: ServerReply, number: int) -> MeasurementRecord:
+    async def _discover(self):
+        """This round's nodes; the last discovery's while the database is unreachable
+        (None before any)."""
+        try:
+            self._nodes = await self.repo.discover_nodes(list(self.settings.fleets), self.settings.heartbeat_window)
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            log.warning("database unreachable (%s); measuring the nodes discovered last", error)
+        return self._nodes
+
+    def _issue(self, kind: str, node, cid: str, number: int) -> Intent:
+        """An operation about to be issued, announced to the sink first (the durable one
+        writes it down, so that even a SIGKILL cannot make it vanish)."""
+        intent = Intent(op_id=uuid.uuid4().hex, kind=kind, scheduler_id=self.scheduler_id, node_id=node.id,
+                        fleet=node.fleet, region=node.region, round=number, cid=cid,
+                        issued_at=datetime.now(timezone.utc))
+        self.sink.issue(intent)
+        return intent
+
+    def _record(self, intent: Intent, reply: ServerReply) -> MeasurementRecord:
         record = MeasurementRecord(
-            op_id=uuid.uuid4().hex, kind=kind, scheduler_id=self.scheduler_id, node_id=node.id,
-            fleet=node.fleet, region=node.region, round=number, rt_size=reply.rt_size,
+            op_id=intent.op_id, kind=intent.kind, scheduler_id=intent.scheduler_id, node_id=intent.node_id,
+            fleet=intent.fleet, region=intent.region, round=intent.round, rt_size=reply.rt_size,
             duration=reply.duration_s, cid=reply.cid, error=reply.error,
-            step=reply.step or kind, created_at=datetime.now(timezone.utc), trace=reply.trace,
+            step=reply.step or intent.kind, created_at=datetime.now(timezone.utc), trace=reply.trace,
         )
         self.metrics.count(record)
         return record

@@ -1,7 +1,10 @@
 """The parsec server as a plain class for a Ray actor (options applied in parsec.deploy).
 
 Constructing it starts the server, so when Ray restarts a crashed actor the new instance
-comes back by itself: a new peer, a new ``nodes_ecs`` row, joined the honest way.
+comes back by itself: a new peer, a new ``nodes_ecs`` row, joined the honest way. The row's
+``cmd`` names the Ray actor id, which stays the same across restarts, and a new incarnation
+marks the rows of its earlier ones offline as soon as it has registered: a crash leaves no
+row that looks alive.
 
 On a cluster the actor asks the Ray node it landed on for its region, CPU, memory and
 IP (``parsec.server.nodeinfo``); with ``bind_node_ip`` the HTTP API and the peer listen on
@@ -50,9 +53,10 @@ class ParsecServerActor:
         server = config.server
         if config.bind_node_ip and self.ray_node is not None:
             server = server.model_copy(update={"server_host": self.ray_node.ip, "peer_host": self.ray_node.ip})
-        cmd = f"ray actor {config.name} (fleet {config.server.fleet})"
-        self.runtime = ServerRuntime(server, config.network, config.database,
-                                     bootstrap=config.bootstrap, cmd=cmd, ray_node=self.ray_node)
+        actor_id = _ray_actor_id()
+        cmd = f"ray actor {config.name}{f' {actor_id}' if actor_id else ''} (fleet {config.server.fleet})"
+        self.runtime = ServerRuntime(server, config.network, config.database, bootstrap=config.bootstrap, cmd=cmd,
+                                     ray_node=self.ray_node, retire_same_cmd=actor_id is not None)
         self.runtime.start()
 
     def status(self) -> dict:
@@ -68,5 +72,22 @@ class ParsecServerActor:
                 "rss_mb": process.memory_info().rss / (1 << 20), "cpu_seconds": cpu.user + cpu.system,
                 "uptime_seconds": time.time() - self.started}
 
+    def cut_off(self, regions: list[str]) -> None:
+        """Cut these regions off for this server's peer (``[]`` restores): a fault test's
+        and the chaos bench's runtime control (``parsec.latency``, "Outage")."""
+        if self.runtime.latency is None:
+            raise ValueError("this server emulates no latency, so it has no regions to cut off")
+        self.runtime.latency.cut_off(regions)
+
     def stop(self) -> None:
         self.runtime.stop()
+
+
+def _ray_actor_id() -> str | None:
+    """This actor's id (the same for every incarnation), or None outside a Ray actor."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
+    except Exception:
+        return None

@@ -139,8 +139,9 @@ class ServerRuntime:
 
     def __init__(self, server: ServerSettings, network: NetworkSettings, database: DatabaseSettings,
                  *, bootstrap: list[str] | None = None, cmd: str | None = None,
-                 ray_node: nodeinfo.RayNode | None = None) -> None:
+                 ray_node: nodeinfo.RayNode | None = None, retire_same_cmd: bool = False) -> None:
         self.settings = server
+        self.retire_same_cmd = retire_same_cmd  # rows with our cmd are earlier incarnations (a Ray actor's)
         self.ray_node = ray_node  # where Ray placed us: region, resources, address
         self.network = network
         self.database = database
@@ -312,6 +313,11 @@ class ServerRuntime:
             peer_port=self.status.peer_port,
         )
         self.status.node_id = await self._repo.insert_node(info)
+        if self.retire_same_cmd:
+            try:
+                await self._repo.retire_other_rows(info.cmd, self.status.node_id)
+            except Exception as error:  # the scheduler's readiness check marks them later
+                log.warning("could not mark earlier rows of %r offline: %s", info.cmd, error)
         while True:
             if self.is_ready():
                 try:

@@ -15,7 +15,7 @@ import trio
 
 from parsec.net.node import RpcError
 from parsec.net.strategies import DhtStrategy
-from parsec.server.backend import OperationResult
+from parsec.server.backend import NOT_FOUND, OperationResult
 
 
 class StrategyBackend:
@@ -53,10 +53,13 @@ class StrategyBackend:
         elapsed = time.perf_counter_ns() - started
         if provider is not None:
             self._forget_later(provider)
-        error = "" if provider is not None else "not found"
+        error = "" if provider is not None else NOT_FOUND
         detail = trace.as_dict()
         if provider is None and detail.get("error"):  # another implementation's failure text
             error = str(detail["error"])
+        elif provider is None and detail.get("failures") and detail.get("first_response_s") is None:
+            # nobody answered (the network or our side is down): a failure, not an absence
+            error = f"lookup failed: no peer answered ({detail['failures']} requests failed)"
         return OperationResult(_measured(detail, elapsed), error, self.routing_table_size(), detail)
 
     def _forget_later(self, peer_id: bytes) -> None:

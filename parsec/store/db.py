@@ -22,6 +22,19 @@ class StoreError(RuntimeError):
     """A database problem with a message fit for the user (never contains a password)."""
 
 
+UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+               asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.TooManyConnectionsError,
+               asyncpg.exceptions.InternalClientError)
+"""What asyncpg raises while the server is down, restarting or out of reach (refused or
+dropped connections, admin shutdown, "starting up", timeouts; a connection that broke in
+the middle of a transaction reports "cannot switch to state …", an InternalClientError):
+worth retrying, unlike a data error."""
+
+
+def is_unreachable(error: BaseException) -> bool:
+    return isinstance(error, UNREACHABLE)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     """Every pooled connection reads and writes json/jsonb as Python objects."""
     for type_name in ("json", "jsonb"):
@@ -222,6 +235,15 @@ class Repository:
             "UPDATE nodes_ecs SET offline_since = now()"
             " WHERE id = ANY($1::int[]) AND offline_since IS NULL",
             list(node_ids),
+        )
+        return int(status.split()[-1])
+
+    async def retire_other_rows(self, cmd: str, node_id: int) -> int:
+        """Mark offline every other online row with this ``cmd``: a restarted Ray actor's
+        earlier incarnations (its cmd names the actor id). Returns how many were marked."""
+        status = await self.pool.execute(
+            "UPDATE nodes_ecs SET offline_since = now() WHERE cmd = $1 AND id <> $2 AND offline_since IS NULL",
+            cmd, node_id,
         )
         return int(status.split()[-1])
 

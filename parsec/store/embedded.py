@@ -279,6 +279,27 @@ class EmbeddedPostgres:
         self._stop_server()
         self.settings = None
 
+    def pause(self, mode: str = "fast") -> None:
+        """Stop the server but keep its address: ``resume()`` brings it back on the same
+        port, as a database restart looks to its clients (fault tests, bench/chaos.py).
+        ``mode``: pg_ctl's ``fast`` (sessions ended cleanly) or ``immediate`` (a crash)."""
+        if self.settings is None:
+            raise StoreError(f"no server of ours runs on {self.pgdata}")
+        result = self._run("pg_ctl", "stop", "-D", self.pgdata, "-m", mode, "-w", "-t", "30")
+        if result.returncode != 0:
+            raise StoreError(f"could not stop PostgreSQL in {self.pgdata}: {result.stderr.strip()}")
+
+    def resume(self) -> DatabaseSettings:
+        """Start a paused server again, on the port it had."""
+        if self.settings is None:
+            raise StoreError(f"no paused server on {self.pgdata}: use start()")
+        offset = self._log_size()
+        result = self._run("pg_ctl", "start", "-D", self.pgdata, "-l", self.log_file, "-w", "-t", "60")
+        if result.returncode != 0:
+            raise StoreError(f"PostgreSQL did not restart in {self.pgdata}:\n{result.stderr.strip()}\n"
+                             f"{self._log_since(offset)}".strip())
+        return self.settings
+
     def __enter__(self) -> DatabaseSettings:
         return self.start()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
@@ -58,7 +59,8 @@ class _Buffer:
     since: float = 0.0  # monotonic time of the oldest buffered row
 
 
-def _partition(record: MeasurementRecord) -> tuple[str, str]:
+def partition_of(record: MeasurementRecord) -> tuple[str, str]:
+    """The ``(kind, date)`` partition a record is written to (date of created_at, UTC)."""
     if record.created_at.tzinfo is None:
         raise ValueError(f"record {record.op_id}: created_at must be timezone-aware")
     return record.kind, record.created_at.astimezone(timezone.utc).date().isoformat()
@@ -85,7 +87,7 @@ class ParquetSink:
     """Writes MeasurementRecords under ``root``; one writer_id per process keeps names unique."""
 
     def __init__(self, root: Path, *, rotate_rows: int = 1000, rotate_seconds: float = 60.0,
-                 writer_id: str) -> None:
+                 writer_id: str, on_publish: Callable[[list[str]], None] | None = None) -> None:
         if not _WRITER_ID.match(writer_id):
             raise ValueError(f"writer_id must be a plain file-name part, got {writer_id!r}")
         if rotate_rows < 1 or rotate_seconds < 0:
@@ -95,6 +97,7 @@ class ParquetSink:
         self.rotate_seconds = rotate_seconds
         self.writer_id = writer_id
         self.files_written: list[Path] = []
+        self.on_publish = on_publish  # told the op_ids of every file once it is readable
         self._buffers: dict[tuple[str, str], _Buffer] = {}
         self._seq = 0
         self._closed = False
@@ -105,7 +108,7 @@ class ParquetSink:
             raise RuntimeError("ParquetSink is closed")
         groups: dict[tuple[str, str], list[MeasurementRecord]] = {}
         for record in records:
-            groups.setdefault(_partition(record), []).append(record)
+            groups.setdefault(partition_of(record), []).append(record)
         now = time.monotonic()
         for key, group in groups.items():
             table = _to_table(group)
@@ -147,9 +150,12 @@ class ParquetSink:
         directory.mkdir(parents=True, exist_ok=True)
         final = self._next_name(directory)
         temporary = directory / f".{final.name}.tmp"
-        pq.write_table(pa.concat_tables(buffer.tables), temporary)
+        table = pa.concat_tables(buffer.tables)
+        pq.write_table(table, temporary)
         temporary.replace(final)
         self.files_written.append(final)
+        if self.on_publish is not None:
+            self.on_publish(table.column("op_id").to_pylist())
 
     def _next_name(self, directory: Path) -> Path:
         """The next free part file name: a restarted writer never overwrites its old files."""
@@ -158,6 +164,17 @@ class ParquetSink:
             self._seq += 1
             if not candidate.exists():
                 return candidate
+
+
+def published_op_ids(root: Path, partitions: set[tuple[str, str]], since: float = 0.0) -> set[str]:
+    """op_ids in the finished files of these ``(kind, date)`` partitions modified at or after
+    ``since`` (epoch seconds): what a crashed writer published before it could say so."""
+    found: set[str] = set()
+    for kind, date in partitions:
+        for path in (Path(root) / f"kind={kind}" / f"date={date}").glob("part-*.parquet"):
+            if path.stat().st_mtime >= since:
+                found.update(pq.read_table(path, columns=["op_id"]).column("op_id").to_pylist())
+    return found
 
 
 def read_dataset(root: Path) -> pd.DataFrame:

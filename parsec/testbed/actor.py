@@ -45,6 +45,9 @@ class TestbedShardActor:
     def start_black_hole(self) -> str:
         return self.shard.start_black_hole()
 
+    def cut_off(self, regions: list[str]) -> int:
+        return self.shard.cut_off(regions)
+
     def memory(self) -> int:
         return resident_bytes()
 

@@ -97,6 +97,15 @@ class PeerShard:
         """Indexes of the peers that left and have not come back (churn)."""
         return self._loop.run_sync(self._offline)
 
+    def cut_off(self, regions: list[str]) -> int:
+        """Cut these regions off (``[]`` restores them): every kad message of this shard's
+        peers to or from them is dropped. Returns how many of this shard's peers are in them."""
+        model = self.spec.latency
+        if model is None:
+            raise ValueError("this testbed emulates no latency, so its peers have no regions to cut off")
+        model.cut_off(regions)
+        return sum(1 for node in self.nodes if node.region in model.outage.regions)
+
     def start_black_hole(self) -> str:
         """Serve a black hole for the testbed's unreachable peers; returns its address."""
         from parsec.testbed.ghosts import serve_black_hole

@@ -79,3 +79,66 @@ def test_other_fleets_are_not_scheduled(fresh_db):
     _, reports, provides, _, _, _ = asyncio.run(
         _campaign(fresh_db, [Behaviour(), Behaviour()], fleets=("optprov",)))
     assert reports[0].skipped and provides == []
+
+
+class _DatabaseGoesAway:
+    """The real repository, until ``down``: then discovery and offline marks fail as an
+    unreachable Postgres makes them fail."""
+
+    def __init__(self, repo) -> None:
+        self.repo = repo
+        self.down = False
+
+    def __getattr__(self, name):
+        return getattr(self.repo, name)
+
+    async def discover_nodes(self, *args):
+        if self.down:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return await self.repo.discover_nodes(*args)
+
+    async def mark_offline(self, ids):
+        if self.down:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return await self.repo.mark_offline(ids)
+
+
+def test_rounds_go_on_with_the_last_discovery_while_the_database_is_unreachable(fresh_db):
+    from parsec.scheduler.sinks import Sink
+
+    class Collect(Sink):
+        def __init__(self):
+            self.records = []
+
+        async def write(self, records):
+            self.records += records
+
+    async def run():
+        pool = await connect_pool(fresh_db)
+        try:
+            await apply_migrations(pool)
+            repo = _DatabaseGoesAway(Repository(pool))
+            behaviours = [Behaviour(), Behaviour(), Behaviour()]
+            async with fake_servers(behaviours) as ports:
+                for i, port in enumerate(ports):
+                    node = await repo.insert_node(NodeInfo(
+                        cpu=1, memory=1024, peer_id=f"p{i}", region="local", cmd="test", fleet="default",
+                        dependencies={}, ip_address="127.0.0.1", server_port=port, peer_port=4001))
+                    await repo.heartbeat(node)
+                sink = Collect()
+                settings = SchedulerSettings(fleets=["default"], rounds=1, interval=0, http_timeout=5,
+                                             readiness_timeout=2, parquet_dir=None)
+                scheduler = Scheduler(settings, repo, sink)
+                first = await scheduler.run()
+                repo.down = True
+                behaviours[2].ready = False  # its offline mark cannot be written now: no matter
+                scheduler.settings = settings.model_copy(update={"rounds": 2})
+                later = await scheduler.run()
+            return first, later, sink.records
+        finally:
+            await pool.close()
+
+    first, later, records = asyncio.run(run())
+    assert first[0].ready == 3 and not first[0].skipped
+    assert [r.ready for r in later] == [2, 2] and not any(r.skipped for r in later)
+    assert len(records) == 3 + 2 * 2  # every round measured: 1 provide + 2, then 1 + 1 retrievals
