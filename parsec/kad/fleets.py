@@ -18,9 +18,10 @@ and both drivers build on them: ``parsec.net.strategies`` over libp2p streams an
 
 from __future__ import annotations
 
+import random
 from typing import Any, ClassVar
 
-from .crawl import Crawler, CrawlResult
+from .crawl import Crawler, CrawlResult, random_key_bytes_with_cpl
 from .estimator import NetworkSizeEstimator, bucket_fill_for
 from .fullrt import FULLRT_CRAWL_INTERVAL, FullRoutingTable
 from .keyspace import Key, PeerRef
@@ -32,6 +33,16 @@ from .stores import BackgroundPool
 
 ALPHA = 10
 BETA = 3
+REFRESH_CPLS = 12  # buckets refreshed by a lookup each (go refreshes up to cpl 15, skipping empty ones)
+REFRESH_PERIOD = 600.0  # go-libp2p-kad-dht: routing table refresh every 10 minutes
+
+
+def refresh_keys(local: Key, cpls: int = REFRESH_CPLS) -> list[bytes]:
+    """The keys a routing-table refresh looks up: one random key per common-prefix length
+    ``0..cpls-1`` with the local key (as go-libp2p-kad-dht's refresh), the same ones on
+    every refresh of a node."""
+    rng = random.Random(local)
+    return [random_key_bytes_with_cpl(local, cpl, rng) for cpl in range(cpls)]
 
 
 def feed_estimator(estimator: NetworkSizeEstimator | None, routing: RoutingTable, result: LookupResult,

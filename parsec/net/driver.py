@@ -11,7 +11,6 @@ first/last response — stored beside each measurement so a duration can be expl
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,8 +18,8 @@ from typing import Any
 import trio
 
 from parsec.kad import Lookup, LookupResult, PeerRef, key_of
-from parsec.kad.crawl import Crawler, CrawlRequest, CrawlResult, random_key_bytes_with_cpl
-from parsec.kad.fleets import feed_estimator
+from parsec.kad.crawl import Crawler, CrawlRequest, CrawlResult
+from parsec.kad.fleets import REFRESH_CPLS, REFRESH_PERIOD, feed_estimator, refresh_keys
 from parsec.kad.optprov import ProvideOperation, ProvideResult, Request
 from parsec.kad.trace import Trace, provide_error
 from parsec.net import wire
@@ -28,8 +27,6 @@ from parsec.net.node import DhtNode, RpcError
 
 _KIND_TO_WIRE = {"find_node": wire.FIND_NODE, "get_providers": wire.GET_PROVIDERS, "add_provider": wire.ADD_PROVIDER}
 
-REFRESH_CPLS = 12  # buckets refreshed by a lookup each (go refreshes up to cpl 15, skipping empty ones)
-REFRESH_PERIOD = 600.0  # go-libp2p-kad-dht: routing table refresh every 10 minutes
 
 
 Outcome = tuple[Any, Any, str]  # (request, reply or None, error text)
@@ -229,9 +226,8 @@ async def refresh_buckets(node: DhtNode, cpls: int = REFRESH_CPLS) -> int:
     """Look up a random key per common-prefix length ``0..cpls-1`` (as go-libp2p-kad-dht's
     routing-table refresh does), so that far buckets fill; routing table size afterwards."""
     trace = Trace("refresh")
-    rng = random.Random(node.me.key)
-    for cpl in range(cpls):
+    for key in refresh_keys(node.me.key, cpls):
         if not node.routing:
             break
-        await run_lookup(node, random_key_bytes_with_cpl(node.me.key, cpl, rng), wire.FIND_NODE, trace)
+        await run_lookup(node, key, wire.FIND_NODE, trace)
     return len(node.routing)
