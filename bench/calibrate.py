@@ -52,6 +52,7 @@ SENSITIVITY = {  # one parameter changed from the defaults: what the real networ
     "slower access links (access_rtt 20ms)": {"access_rtt": 0.02},
     "peers spread evenly (population matrix)": {"population": "matrix"},
     "10 % unresponsive peers": {"unresponsive": 0.1},
+    "long-lived connections (connection_idle 1h)": {"connection_idle": 3600.0},
     "no churn": {"churn_session": 0.0},
 }
 

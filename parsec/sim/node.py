@@ -9,6 +9,8 @@ carries — deadlines included (``provide_timeout``, ``retrieve_timeout``).
 
 A server's identity is its own, not a population peer's, and no population table lists it
 (21 servers among 25,000 peers would be ≈0.1 % of the entries): it asks, it is not asked.
+Servers sit in AWS regions, so they add no access delay of their own to the matrix's RTTs
+(which are AWS-to-AWS).
 """
 
 from __future__ import annotations
@@ -105,9 +107,6 @@ class SimServer:
 
     def ready(self) -> bool:
         return self.policy.ready(self.joined)
-
-    def dependencies(self, protocol: str = "/ipfs/kad/1.0.0") -> dict[str, Any]:
-        return {**self.policy.dependencies(protocol), "simulated": True}
 
     # ------------------------------------------------------------- joining and upkeep
 
