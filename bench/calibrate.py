@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TOLERANCE = 0.30
+MIN_RT_SIZE = 50  # the published plots kept successes with rt_size > 50
 
 # interface.md, "Published numbers": default fleet, one week of March 2023
 PUBLISHED_TTFPR_P50 = {"eu-central-1": 0.15, "us-west-1": 0.32, "ap-south-1": 0.79, "sa-east-1": 0.91,
@@ -76,7 +77,7 @@ def compare(frame) -> list[dict]:
     from parsec.sim.report import by_region, percentile, successes
 
     def provide_q(fleet: str, q: float) -> float | None:
-        return percentile(successes(frame, "provide", fleet=fleet)["duration"], q)
+        return percentile(successes(frame, "provide", fleet=fleet, min_rt_size=MIN_RT_SIZE)["duration"], q)
 
     simulated: dict[str, float | None] = {
         "classic provide p50 (s)": provide_q("default", 0.5),
@@ -88,7 +89,7 @@ def compare(frame) -> list[dict]:
             classic / optimistic if classic and optimistic else None)
         simulated[f"optprov provide p{round(q * 100)} (s)"] = optimistic
     simulated["fullrt provide p50 (s)"] = provide_q("fullrt", 0.5)
-    regions = by_region(frame, "retrieval", "default")
+    regions = by_region(frame, "retrieval", "default", min_rt_size=MIN_RT_SIZE)
     rows = []
     for name, (published, source) in PUBLISHED.items():
         rows.append(_row(name, simulated.get(name), published, source, goal=True))
@@ -158,10 +159,10 @@ def sensitivity(base) -> dict[str, dict[str, float | None]]:
     short = [m.replace("TTFPR p50 ", "").replace("classic provide ", "classic ").replace(" (s)", "")
              .replace("optprov speed-up ", "speed-up ").replace(" (x)", "") for m in metrics]
     print(f"\nratio simulated/published ({base.rounds} rounds per fleet, {base.peers:,} peers)")
-    print(f"{'variant':<42}" + "".join(f"{s[:10]:>11}" for s in short))
+    print(f"{'variant':<44}" + "".join(f"{s[:14]:>15}" for s in short))
     for name, ratios in table.items():
-        cells = "".join(f"{'-' if ratios[m] is None else format(ratios[m], '.2f'):>11}" for m in metrics)
-        print(f"{name:<42}{cells}")
+        cells = "".join(f"{'-' if ratios[m] is None else format(ratios[m], '.2f'):>15}" for m in metrics)
+        print(f"{name:<44}{cells}")
     return table
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from parsec.kad import Key, PeerRef, RoutingTable
 from parsec.latency import LatencyModel
@@ -171,6 +170,3 @@ class SimNetwork:
         """Every peer that holds a record for ``target`` (for checks and reports)."""
         refs = self.population.refs
         return [refs[i] for i, held in self.records.items() if target in held]
-
-    def stats(self) -> dict[str, Any]:
-        return {"rpcs": self.rpcs, "record_holders": len(self.records)}

@@ -1,11 +1,11 @@
 """The simulated DHT's peers: ids, places, reachability, and the tables they answer from.
 
-Compact by design, for 25,000+ peers in one process: peers are indices into arrays sorted by
+Compact by design, for 25,000+ peers in one process: peers are indices into lists sorted by
 key (``refs``, ``keys``), so "sorted by key" and "sorted by index" are the same order; a
-reachable peer's routing table is one sorted list of its entries' keys plus an ``array`` of
-their indices (≈ k·log2(N/k) entries, ~6 million for 45,000 ids), and a FIND_NODE answer is
-``parsec.kad.fullrt.closest_in_sorted`` over that list — O(log) per answer, no per-peer
-objects beyond the ``PeerRef`` every peer has once.
+reachable peer's routing table is the sorted list of its entries' keys plus the list of
+their ``PeerRef``s — shared objects, one pointer per entry (≈ k·log2(N/k) entries, ~6
+million for 45,000 ids) — and a FIND_NODE answer is a slice of it found by two bisects
+(``Population.closest``): no per-answer objects beyond the list handed back.
 
 Routing tables are a **fill model**, not oracle-perfect and not simulated joins (25,000
 joins with refreshes would cost more than the run): bucket ``c`` of a peer (the ids sharing

@@ -50,7 +50,8 @@ def fleet_summary(frame: pd.DataFrame) -> dict[str, dict[str, dict]]:
     return out
 
 
-def by_region(frame: pd.DataFrame, kind: str, fleet: str, q: float = 0.5) -> dict[str, float | None]:
+def by_region(frame: pd.DataFrame, kind: str, fleet: str, q: float = 0.5,
+              min_rt_size: int = 0) -> dict[str, float | None]:
     """The ``q`` quantile of successful ``kind`` durations per region of ``fleet``."""
-    rows = successes(frame, kind, fleet=fleet)
+    rows = successes(frame, kind, fleet=fleet, min_rt_size=min_rt_size)
     return {region: percentile(group["duration"], q) for region, group in rows.groupby("region")}

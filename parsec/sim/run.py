@@ -15,8 +15,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from parsec.kad import PeerRef
 from parsec.latency import LatencyModel
@@ -77,7 +76,6 @@ class RunStats:
     records: int = 0
     churn_leaves: int = 0
     churn_returns: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Simulation:
