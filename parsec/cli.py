@@ -1,4 +1,4 @@
-"""The ``parsec`` command: demo, testbed, server, scheduler, fleet, report, migrate.
+"""The ``parsec`` command: demo, testbed, server, scheduler, fleet, report, simulate, migrate.
 
 Flags override ``PARSEC_*`` environment variables, which override defaults; invalid
 settings end the command with one readable line per problem (exit 2), never a trace.
@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("migrate", help="apply pending database migrations")
     p.add_argument("--down", type=int, metavar="VERSION", help="roll back to this version")
     p.set_defaults(func=cmd_migrate)
+
+    from parsec.sim.cli import add_simulate_command
+
+    add_simulate_command(commands)  # parsec simulate
     return parser
 
 

@@ -111,6 +111,7 @@ class Lookup:
 
         self._candidates: dict[PeerRef, Candidate] = {}
         self._order: list[Candidate] = []  # every candidate, sorted by distance to target
+        self._no_heard_before = 0  # no HEARD candidate sits before this index of _order
         self._heard = 0  # candidates in state HEARD
         self._in_flight: dict[PeerRef, Candidate] = {}  # awaited requests (WAITING)
         self._followup_set: list[Candidate] = []  # mode "once": fixed at convergence
@@ -145,7 +146,7 @@ class Lookup:
         self._advance(now)
         if self._phase == "walk":
             room = self.alpha - self._holding_slots(now)
-            picked = list(islice(self._in_state(PeerState.HEARD), max(room, 0)))
+            picked = self._closest_heard(room)
         elif self._phase == "followup":
             picked = [c for c in self._followup_targets() if c.state is PeerState.HEARD]
         else:
@@ -211,6 +212,8 @@ class Lookup:
     def next_deadline(self) -> float | None:
         """The earliest timeout of an awaited request: when the driver must call ``poll``
         even if no answer arrives. None when nothing is awaited (or done)."""
+        if self.stall_timeout is None:  # no stalls: only the timeouts count
+            return min((c.deadline for c in self._in_flight.values()), default=None)
         stalls = (c.stall_at for c in self._in_flight.values() if c.stall_at > self._now)
         return min((*stalls, *(c.deadline for c in self._in_flight.values())), default=None)
 
@@ -352,8 +355,28 @@ class Lookup:
             return
         candidate = Candidate(peer, peer.key ^ self.target, hop, referrer=referrer)
         self._candidates[peer] = candidate
-        bisect.insort(self._order, candidate, key=_by_distance)
+        position = bisect.bisect_right(self._order, candidate.distance, key=_by_distance)
+        self._order.insert(position, candidate)
+        if position < self._no_heard_before:
+            self._no_heard_before = position
         self._heard += 1
+
+    def _closest_heard(self, n: int) -> list[Candidate]:
+        """The ``n`` closest HEARD candidates, scanning from the first one that may be
+        HEARD (a peer never goes back to HEARD, so everything before it stays settled)."""
+        order = self._order
+        start, end = self._no_heard_before, len(order)
+        while start < end and order[start].state is not PeerState.HEARD:
+            start += 1
+        self._no_heard_before = start
+        picked: list[Candidate] = []
+        for position in range(start, end):
+            if len(picked) >= n:
+                break
+            candidate = order[position]
+            if candidate.state is PeerState.HEARD:
+                picked.append(candidate)
+        return picked
 
     def _in_state(self, state: PeerState) -> Iterable[Candidate]:
         return (c for c in self._order if c.state is state)

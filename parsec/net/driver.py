@@ -4,78 +4,29 @@ The engine decides whom to ask and when it is done; this driver only sends what 
 machine's ``poll`` asks for, feeds back replies and failures with ``trio.current_time``,
 and sleeps until the next outcome or the machine's next deadline. One loop (``_drive``)
 serves lookups, provide operations and crawls alike. Every operation returns a ``Trace``
-— RPCs by type, peers contacted, hops, first/last response — stored beside each
-measurement so a duration can be explained.
+(``parsec.kad.trace``, shared with the simulator) — RPCs by type, peers contacted, hops,
+first/last response — stored beside each measurement so a duration can be explained.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from parsec.kad import Lookup, LookupResult, PeerRef, key_of
-from parsec.kad.crawl import Crawler, CrawlRequest, CrawlResult, random_key_bytes_with_cpl
-from parsec.kad.estimator import bucket_fill_for
+from parsec.kad.crawl import Crawler, CrawlRequest, CrawlResult
+from parsec.kad.fleets import REFRESH_CPLS, REFRESH_PERIOD, feed_estimator, refresh_keys
 from parsec.kad.optprov import ProvideOperation, ProvideResult, Request
+from parsec.kad.trace import Trace, provide_error
 from parsec.net import wire
 from parsec.net.node import DhtNode, RpcError
 
 _KIND_TO_WIRE = {"find_node": wire.FIND_NODE, "get_providers": wire.GET_PROVIDERS, "add_provider": wire.ADD_PROVIDER}
 
-REFRESH_CPLS = 12  # buckets refreshed by a lookup each (go refreshes up to cpl 15, skipping empty ones)
-REFRESH_PERIOD = 600.0  # go-libp2p-kad-dht: routing table refresh every 10 minutes
-
-
-@dataclass
-class Trace:
-    """What one DHT operation did on the wire."""
-
-    operation: str
-    rpcs: Counter = field(default_factory=Counter)
-    failures: int = 0
-    peers_contacted: int = 0
-    hops: int = 0
-    first_response_s: float | None = None
-    last_response_s: float | None = None
-    holders: list[str] = field(default_factory=list)  # peers that took the record (by answer time)
-    targets: list[str] = field(default_factory=list)  # peers the strategy chose to store on
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def mark_response(self, offset: float) -> None:
-        if self.first_response_s is None or offset < self.first_response_s:
-            self.first_response_s = offset
-        if self.last_response_s is None or offset > self.last_response_s:
-            self.last_response_s = offset
-
-    def absorb(self, result: LookupResult) -> None:
-        self.peers_contacted += result.peers_contacted
-        self.hops = max(self.hops, result.hops)
-        self.failures += result.failures + result.timeouts
-        for mark in (result.first_response_at, result.last_response_at):
-            if mark is not None:
-                self.mark_response(mark - result.started_at)
-
-    def as_dict(self) -> dict:
-        return {
-            "operation": self.operation,
-            "rpcs": {wire.TYPE_NAMES.get(kind, str(kind)): n for kind, n in self.rpcs.items()},
-            "rpc_total": sum(self.rpcs.values()),
-            "failures": self.failures,
-            "peers_contacted": self.peers_contacted,
-            "hops": self.hops,
-            "first_response_s": self.first_response_s,
-            "last_response_s": self.last_response_s,
-            "holders": len(self.holders),
-            "targets": len(self.targets),
-            **self.extra,
-        }
 
 
 Outcome = tuple[Any, Any, str]  # (request, reply or None, error text)
@@ -130,6 +81,10 @@ async def _drive(machine, send: Callable[[Any], Awaitable[Any]], apply: Callable
         await answered.wait()
 
 
+def _rpc_name(kind: int) -> str:
+    return wire.TYPE_NAMES.get(kind, str(kind))
+
+
 def _closer(node: DhtNode, reply) -> list[PeerRef]:
     return [ref for ref in map(node.learn, wire.peers_from_wire(reply.closerPeers)) if ref is not None]
 
@@ -145,7 +100,7 @@ def _providers(node: DhtNode, reply) -> list[PeerRef]:
 def _counting_rpc(node: DhtNode, trace: Trace, kind: int, key: bytes, started: float):
     """``send`` for lookups: one request of ``kind`` for ``key``, counted in ``trace``."""
     async def send(peer: PeerRef):
-        trace.rpcs[kind] += 1
+        trace.rpcs[_rpc_name(kind)] += 1
         reply = await node.rpc(peer, wire.request(kind, key))
         trace.mark_response(trio.current_time() - started)
         return reply
@@ -185,9 +140,7 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
 
 def _feed_estimator(node: DhtNode, result: LookupResult) -> None:
     """Every completed closest-peers lookup is a data point for the network-size estimate."""
-    if node.estimator is not None:
-        fill = bucket_fill_for(node.routing, result.target, result.closest)
-        node.estimator.track_lookup(result, trio.current_time(), fill)
+    feed_estimator(node.estimator, node.routing, result, trio.current_time())
 
 
 async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Trace,
@@ -199,7 +152,7 @@ async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Tr
 
     async def send(request: Request):
         kind = _KIND_TO_WIRE[request.kind]
-        trace.rpcs[kind] += 1
+        trace.rpcs[_rpc_name(kind)] += 1
         if request.kind == "add_provider":
             return await node.rpc(request.peer, announce, expect_reply=False)
         reply = await node.rpc(request.peer, wire.request(kind, key))
@@ -220,15 +173,11 @@ async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Tr
     await _drive(op, send, apply, until=lambda: op.returnable, nursery=background)
     result = op.result
     if result.lookup is not None:
-        trace.absorb(result.lookup)
         _feed_estimator(node, result.lookup)
-    trace.holders = [peer.peer_id.hex() for peer in result.holders]
-    trace.targets = [peer.peer_id.hex() for peer in result.store_targets]
-    trace.extra.update(strategy=result.strategy, fell_back=result.fell_back, stores_ok=result.stores_ok,
-                       stores_failed=result.stores_failed + result.store_timeouts, walk_end=result.walk_end,
-                       early_stores=result.early_stores)
-    if result.stores_ok == 0:
-        raise RpcError(f"no ADD_PROVIDER succeeded ({result.strategy} provide, walk end {result.walk_end})")
+    trace.absorb_provide(result)
+    error = provide_error(result)
+    if error is not None:
+        raise RpcError(error)
     return result
 
 
@@ -277,9 +226,8 @@ async def refresh_buckets(node: DhtNode, cpls: int = REFRESH_CPLS) -> int:
     """Look up a random key per common-prefix length ``0..cpls-1`` (as go-libp2p-kad-dht's
     routing-table refresh does), so that far buckets fill; routing table size afterwards."""
     trace = Trace("refresh")
-    rng = random.Random(node.me.key)
-    for cpl in range(cpls):
+    for key in refresh_keys(node.me.key, cpls):
         if not node.routing:
             break
-        await run_lookup(node, random_key_bytes_with_cpl(node.me.key, cpl, rng), wire.FIND_NODE, trace)
+        await run_lookup(node, key, wire.FIND_NODE, trace)
     return len(node.routing)

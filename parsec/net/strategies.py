@@ -1,7 +1,9 @@
 """What each fleet does for provide and retrieval, on a libp2p host.
 
 A fleet is a configuration (interface.md, "Fleets"); here each is a strategy object with
-the same small interface, so the server's HTTP backend times them all the same way:
+the same small interface, so the server's HTTP backend times them all the same way. What
+the engine fleets decide (which provide machine, which seeds, readiness) is pure policy in
+``parsec.kad.fleets``, shared with the simulator; this module runs it on a libp2p host:
 
 - ``default``  classic provide (lookup of the 20 closest, ADD_PROVIDER to all), first-
   provider walk; α=10, β=3, k=20.
@@ -25,11 +27,8 @@ import trio
 from libp2p.abc import IHost
 
 from parsec.kad import PeerRef, key_of
-from parsec.kad.estimator import NetworkSizeEstimator
-from parsec.kad.fullrt import FullRoutingTable, NotReady
-from parsec.kad.optimistic import OPTPROV_STALL_TIMEOUT, OptimisticProvide
-from parsec.kad.optprov import ClassicProvide
-from parsec.kad.stores import BackgroundPool
+from parsec.kad.fleets import EngineFleet, FullTableFleet, OptimisticFleet
+from parsec.kad.fullrt import NotReady
 from parsec.net import driver
 from parsec.net.driver import Trace
 from parsec.net.node import DhtNode, RpcError
@@ -61,23 +60,26 @@ class DhtStrategy(Protocol):
 class EngineStrategy:
     """Our Kademlia engine on a ``DhtNode``: the ``default`` fleet; subclasses vary it."""
 
-    name = "default"
-    provide_strategy = "classic"
+    name = EngineFleet.name
+    provide_strategy = EngineFleet.provide_strategy
 
     def __init__(self, node: DhtNode, background: trio.Nursery) -> None:
         self.node = node
         self.background = background  # where stores answered-before-done keep running
         self.joined = False
+        self.fleet = self._policy()
+
+    def _policy(self) -> EngineFleet:
+        return EngineFleet(self.node.routing, rpc_timeout=self.node.rpc_timeout)
 
     def dependencies(self) -> dict:
-        return {"strategy": self.name, "provide": self.provide_strategy, "dht": "parsec-kad",
-                "alpha": 10, "beta": 3, "k": self.node.k, "protocol": self.node.protocol_id}
+        return self.fleet.dependencies(self.node.protocol_id)
 
     def routing_table_size(self) -> int:
-        return len(self.node.routing)
+        return self.fleet.routing_table_size()
 
     def ready(self) -> bool:
-        return self.joined
+        return self.fleet.ready(self.joined)
 
     async def join(self, peers: list[WirePeer]) -> int:
         size = await driver.bootstrap(self.node, peers)
@@ -91,12 +93,10 @@ class EngineStrategy:
             await trio.sleep(driver.REFRESH_PERIOD)
 
     def _seeds(self, key: bytes) -> list[PeerRef]:
-        return self.node.routing.closest(key_of(key), self.node.k)
+        return self.fleet.seeds(key_of(key))
 
     def _operation(self, key: bytes, now: float):
-        node = self.node
-        return ClassicProvide(key_of(key), self._seeds(key), now=now, k=node.k, rpc_timeout=node.rpc_timeout,
-                              self_peer=node.me)
+        return self.fleet.provide_operation(key_of(key), now)
 
     async def provide(self, key: bytes) -> Trace:
         trace = Trace("provide")
@@ -116,47 +116,38 @@ class EngineStrategy:
 class OptimisticStrategy(EngineStrategy):
     """``optprov``: optimistic provide with a network-size estimator (pool of 60 shared)."""
 
-    name = "optprov"
-    provide_strategy = "optimistic"
+    name = OptimisticFleet.name
+    provide_strategy = OptimisticFleet.provide_strategy
 
     def __init__(self, node: DhtNode, background: trio.Nursery) -> None:
         super().__init__(node, background)
-        node.estimator = NetworkSizeEstimator(k=node.k)
-        self.pool = BackgroundPool()
+        node.estimator = self.fleet.estimator
+        self.pool = self.fleet.pool
 
-    def _operation(self, key: bytes, now: float):
-        node = self.node
-        return OptimisticProvide(key_of(key), self._seeds(key), now=now, k=node.k, rpc_timeout=node.rpc_timeout,
-                                 self_peer=node.me, estimator_thresholds=node.estimator.thresholds(now),
-                                 pool=self.pool, stall_timeout=OPTPROV_STALL_TIMEOUT)
+    def _policy(self) -> OptimisticFleet:
+        return OptimisticFleet(self.node.routing, rpc_timeout=self.node.rpc_timeout)
 
     async def provide(self, key: bytes) -> Trace:
         trace = await super().provide(key)
-        estimate = self.node.estimator.estimate(trio.current_time())
-        trace.extra["network_size_estimate"] = round(estimate) if estimate else None
+        trace.extra.update(self.fleet.provide_extra(trio.current_time()))
         return trace
 
 
 class FullTableStrategy(EngineStrategy):
     """``fullrt``: a crawled table of the whole network, re-crawled every ``refresh``."""
 
-    name = "fullrt"
-    provide_strategy = "direct"
+    name = FullTableFleet.name
+    provide_strategy = FullTableFleet.provide_strategy
 
     def __init__(self, node: DhtNode, background: trio.Nursery, refresh: float = 3600.0,
                  crawl_concurrency: int = CRAWL_CONCURRENCY) -> None:
+        self.refresh = refresh
         super().__init__(node, background)
-        self.table = FullRoutingTable(k=node.k, refresh_interval=refresh, self_peer=node.me)
+        self.table = self.fleet.table
         self.crawl_concurrency = crawl_concurrency
 
-    def dependencies(self) -> dict:
-        return {**super().dependencies(), "crawl_interval_s": self.table.refresh_interval}
-
-    def routing_table_size(self) -> int:
-        return len(self.table) if self.table.ready else len(self.node.routing)
-
-    def ready(self) -> bool:
-        return self.joined and self.table.ready
+    def _policy(self) -> FullTableFleet:
+        return FullTableFleet(self.node.routing, rpc_timeout=self.node.rpc_timeout, refresh=self.refresh)
 
     async def join(self, peers: list[WirePeer]) -> int:
         size = await super().join(peers)
@@ -164,11 +155,9 @@ class FullTableStrategy(EngineStrategy):
         return size
 
     async def crawl(self) -> None:
-        seeds = self.node.routing.peers()
-        crawler = self.table.start_crawl(seeds, now=trio.current_time(), rpc_timeout=self.node.rpc_timeout,
-                                         self_peer=self.node.me, max_in_flight=self.crawl_concurrency)
+        crawler = self.fleet.start_crawl(trio.current_time(), max_in_flight=self.crawl_concurrency)
         result = await driver.run_crawl(self.node, crawler)
-        self.table.finish_crawl(result)
+        self.fleet.finish_crawl(result)
         log.info("crawl: %d reachable, %d unreachable in %.1fs", len(result.reachable), len(result.unreachable),
                  result.duration or 0)
 
@@ -178,14 +167,9 @@ class FullTableStrategy(EngineStrategy):
             if self.table.needs_refresh(trio.current_time()):
                 await self.crawl()
 
-    def _seeds(self, key: bytes) -> list[PeerRef]:
-        if self.table.ready:
-            return self.table.lookup_seeds(key_of(key))
-        return super()._seeds(key)
-
     def _operation(self, key: bytes, now: float):
         try:
-            return self.table.provide(key_of(key), now=now)
+            return super()._operation(key, now)
         except NotReady:
             raise RpcError("full routing table not ready: first crawl not finished") from None
 

@@ -85,7 +85,8 @@ def test_a_record_provided_by_pylibp2p_is_found_by_every_engine_fleet(network):
 def test_optprov_falls_back_to_classic_until_the_estimator_has_data(network):
     loop, strategies, _ = network
     optprov = strategies["optprov"]
-    estimator = optprov.node.estimator = NetworkSizeEstimator(k=20)  # no data, as a fresh server
+    # no data, as a fresh server: the strategy decides with it, the driver feeds it
+    estimator = optprov.fleet.estimator = optprov.node.estimator = NetworkSizeEstimator(k=20)
     points = lambda: loop.run_sync(lambda: estimator.points_per_rank(trio.current_time()))  # noqa: E731
     traces = []
     for _ in range(12):

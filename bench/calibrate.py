@@ -1,0 +1,170 @@
+"""Calibration: the simulated public network against what the public DHT showed.
+
+Runs ``parsec simulate`` (default public-network parameters unless overridden), reads the
+dataset back with ``parsec.store.parquet.read_dataset`` — as a notebook reads a real run —
+and compares with the published numbers of interface.md ("Published numbers"): classic
+provide p50 and p90, TTFPR p50 per region, optimistic provide's speed-up over classic (and,
+as extra rows, optprov's and fullrt's own provide p50). Prints each simulated value, the
+published one, their ratio and whether it is within ±30 %; writes JSON.
+
+    .venv/bin/python bench/calibrate.py                       # 25,000 peers, defaults
+    .venv/bin/python bench/calibrate.py --peers 5000 --rounds 14 --set access_rtt=0.03
+    .venv/bin/python bench/calibrate.py --sensitivity         # + one run per changed parameter
+
+``--sensitivity`` reruns with one parameter changed at a time (``SENSITIVITY``) and prints
+every goal metric's ratio per variant: which parameters drive which difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TOLERANCE = 0.30
+MIN_RT_SIZE = 50  # the published plots kept successes with rt_size > 50
+
+# interface.md, "Published numbers": default fleet, one week of March 2023
+PUBLISHED_TTFPR_P50 = {"eu-central-1": 0.15, "us-west-1": 0.32, "ap-south-1": 0.79, "sa-east-1": 0.91,
+                       "af-south-1": 1.04, "ap-southeast-2": 1.10}
+PUBLISHED = {
+    "classic provide p50 (s)": (8.5, "≈7–10 s: middle of the range"),
+    "classic provide p90 (s)": (37.5, "≈90 % within 35–40 s: middle"),
+    "optprov speed-up p50 (x)": (23.0, "optprov p50 0.87 s, ≈23× faster than classic"),
+    "optprov speed-up p90 (x)": (32.0, "optprov p90 1.85 s, ≈32× faster"),
+}
+EXTRA = {
+    "optprov provide p50 (s)": (0.87, "optimistic provide study"),
+    "optprov provide p90 (s)": (1.85, "optimistic provide study"),
+    "fullrt provide p50 (s)": (0.45, "≈0.3–0.6 s: middle"),
+}
+
+
+SENSITIVITY = {  # one parameter changed from the defaults: what the real network may differ in
+    "fewer stale entries (unreachable 0.2)": {"unreachable": 0.2},
+    "fast-failing dials (dial_timeout 1s)": {"dial_timeout": 1.0},
+    "no dial backoff (py-libp2p)": {"dial_backoff": 0.0},
+    "TCP + Noise dials (dial_rtts 2)": {"dial_rtts": 2.0},
+    "slower access links (access_rtt 20ms)": {"access_rtt": 0.02},
+    "peers spread evenly (population matrix)": {"population": "matrix"},
+    "10 % unresponsive peers": {"unresponsive": 0.1},
+    "long-lived connections (connection_idle 1h)": {"connection_idle": 3600.0},
+    "no churn": {"churn_session": 0.0},
+}
+
+
+def run_and_compare(settings) -> tuple[list[dict], int, float]:
+    """Simulate with ``settings`` into a scratch dataset, read it back as a notebook does,
+    and compare: (rows, measurements, wall seconds)."""
+    from parsec.sim.cli import simulate
+    from parsec.store.parquet import read_dataset
+
+    with tempfile.TemporaryDirectory(prefix="parsec-calibrate-") as out:
+        settings = settings.model_copy(update={"output": Path(out)})
+        started = time.perf_counter()
+        simulate(settings, progress=lambda line: print(f"  {line}", flush=True) if "round" not in line else None)
+        wall = time.perf_counter() - started
+        frame = read_dataset(Path(out))
+    return compare(frame), len(frame), wall
+
+
+def compare(frame) -> list[dict]:
+    from parsec.sim.report import by_region, percentile, successes
+
+    def provide_q(fleet: str, q: float) -> float | None:
+        return percentile(successes(frame, "provide", fleet=fleet, min_rt_size=MIN_RT_SIZE)["duration"], q)
+
+    simulated: dict[str, float | None] = {
+        "classic provide p50 (s)": provide_q("default", 0.5),
+        "classic provide p90 (s)": provide_q("default", 0.9),
+    }
+    for q in (0.5, 0.9):
+        classic, optimistic = provide_q("default", q), provide_q("optprov", q)
+        simulated[f"optprov speed-up p{round(q * 100)} (x)"] = (
+            classic / optimistic if classic and optimistic else None)
+        simulated[f"optprov provide p{round(q * 100)} (s)"] = optimistic
+    simulated["fullrt provide p50 (s)"] = provide_q("fullrt", 0.5)
+    regions = by_region(frame, "retrieval", "default", min_rt_size=MIN_RT_SIZE)
+    rows = []
+    for name, (published, source) in PUBLISHED.items():
+        rows.append(_row(name, simulated.get(name), published, source, goal=True))
+    for region, published in PUBLISHED_TTFPR_P50.items():
+        rows.append(_row(f"TTFPR p50 {region} (s)", regions.get(region), published, "week 10/2023", goal=True))
+    for name, (published, source) in EXTRA.items():
+        rows.append(_row(name, simulated.get(name), published, source, goal=False))
+    return rows
+
+
+def _row(name: str, simulated: float | None, published: float, source: str, *, goal: bool) -> dict:
+    ratio = None if simulated is None else simulated / published
+    within = ratio is not None and abs(ratio - 1) <= TOLERANCE
+    return {"metric": name, "simulated": simulated, "published": published, "ratio": ratio,
+            "within_30pct": within, "goal": goal, "source": source}
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"\n{'metric':<32} {'simulated':>10} {'published':>10} {'ratio':>7}  within ±30 %")
+    print("-" * 74)
+    for row in rows:
+        simulated = "-" if row["simulated"] is None else f"{row['simulated']:.3f}"
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        mark = ("yes" if row["within_30pct"] else "NO") + ("" if row["goal"] else "  (extra)")
+        print(f"{row['metric']:<32} {simulated:>10} {row['published']:>10.3f} {ratio:>7}  {mark}")
+    goals = [row for row in rows if row["goal"]]
+    print(f"\n{sum(r['within_30pct'] for r in goals)} of {len(goals)} goal metrics within ±30 %")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", type=int, default=25_000)
+    parser.add_argument("--rounds", type=int, default=56, help="rounds per fleet (8 per region)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fleets", default="default,optprov,fullrt")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a SimSettings field, e.g. access_rtt=0.03 (repeatable)")
+    parser.add_argument("--sensitivity", action="store_true", help="also one run per SENSITIVITY variant")
+    parser.add_argument("--sensitivity-rounds", type=int, default=28)
+    parser.add_argument("--json", default=str(Path(__file__).with_name("results-calibrate.json")))
+    args = parser.parse_args()
+
+    from parsec.sim.settings import SimSettings
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    settings = SimSettings(peers=args.peers, rounds=args.rounds, seed=args.seed, fleets=args.fleets, **overrides)
+    rows, measurements, wall = run_and_compare(settings)
+    print_rows(rows)
+    result = {"settings": json.loads(settings.model_dump_json(exclude={"output"})), "wall_s": round(wall, 1),
+              "measurements": measurements, "rows": rows}
+    if args.sensitivity:
+        result["sensitivity"] = sensitivity(settings.model_copy(update={"rounds": args.sensitivity_rounds,
+                                                                        "fleets": ["default", "optprov"]}))
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwall {wall:.1f}s; written {args.json}")
+    return 0
+
+
+def sensitivity(base) -> dict[str, dict[str, float | None]]:
+    """Each goal metric's ratio (simulated / published) for the defaults and per variant."""
+    table: dict[str, dict[str, float | None]] = {}
+    for name, change in {"defaults": {}, **SENSITIVITY}.items():
+        print(f"\nsensitivity: {name} {change or ''}", flush=True)
+        rows, _, _ = run_and_compare(base.model_copy(update=change))
+        table[name] = {row["metric"]: row["ratio"] for row in rows if row["goal"]}
+    metrics = list(next(iter(table.values())))
+    short = [m.replace("TTFPR p50 ", "").replace("classic provide ", "classic ").replace(" (s)", "")
+             .replace("optprov speed-up ", "speed-up ").replace(" (x)", "") for m in metrics]
+    print(f"\nratio simulated/published ({base.rounds} rounds per fleet, {base.peers:,} peers)")
+    print(f"{'variant':<44}" + "".join(f"{s[:14]:>15}" for s in short))
+    for name, ratios in table.items():
+        cells = "".join(f"{'-' if ratios[m] is None else format(ratios[m], '.2f'):>15}" for m in metrics)
+        print(f"{name:<44}{cells}")
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())

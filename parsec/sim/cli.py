@@ -1,0 +1,136 @@
+"""``parsec simulate``: the public network on one machine, written as a real run's dataset.
+
+Flags override ``PARSEC_SIM_*`` variables, which override the defaults of
+``parsec.sim.settings.SimSettings``. Bad input ends the command with one line and exit
+status 2; progress goes to stdout line by line; the Parquet dataset (``--output``) reads
+back with ``parsec.store.parquet.read_dataset`` like a real run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from parsec.config import describe_validation_error
+
+BAD_INPUT = 2
+
+
+def add_simulate_command(commands) -> None:
+    """Register ``parsec simulate`` on the CLI's subcommands. Values are validated by
+    ``SimSettings`` (not argparse), so every bad value is one line naming its setting."""
+    p = commands.add_parser("simulate", help="simulate the public DHT (25,000 peers) with the same strategy code")
+    p.add_argument("--peers", help="reachable DHT servers (default 25000)")
+    p.add_argument("--unreachable", help="share of all peer ids that never answer a dial (default 0.45)")
+    p.add_argument("--churn", help="median online session of a peer, e.g. 2h (default); 0 disables churn")
+    p.add_argument("--latency", help="region RTT matrix: 'default' (parsec/data/region-rtt.json) or a JSON file")
+    p.add_argument("--population", help="where the DHT's peers are: 'public' (default), 'matrix' or "
+                                        "region=weight,… e.g. eu-central-1=45,us-east-1=20")
+    p.add_argument("--jitter", help="per-message delay σ as a fraction (default 0.1)")
+    p.add_argument("--access-rtt", help="median extra round trip per peer, e.g. 20ms (default)")
+    p.add_argument("--dial-timeout", help="what a dial to an unreachable peer costs (default 5s)")
+    p.add_argument("--dial-rtts", help="round trips a new connection costs (default 1: QUIC; 2: TCP + Noise)")
+    p.add_argument("--unresponsive", help="share of reachable peers that never answer a request (default 0)")
+    p.add_argument("--fleets", help="comma-separated: default,optprov,fullrt (default all three)")
+    p.add_argument("--regions", help="server regions, comma-separated (default the matrix's seven)")
+    p.add_argument("--servers-per-region", help="servers per fleet and region (default 1)")
+    p.add_argument("--rounds", help="rounds per fleet (default 14: each region publishes twice)")
+    p.add_argument("--interval", help="round interval on the virtual clock (default 1m)")
+    p.add_argument("--probes", help="sequential retrievals per server and round (default 1)")
+    p.add_argument("--seed", help="the same seed writes the same records (default 0)")
+    p.add_argument("--output", help="Parquet dataset directory (default .parsec/sim-parquet); 'none' writes nothing")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class Outcome:
+    """What ``simulate`` did: the run's statistics, its summary, where the files are."""
+
+    stats: object
+    summary: dict
+    files: list[Path]
+
+
+def simulate(settings, progress=None) -> Outcome:
+    """Build, join, run every fleet's rounds and write the dataset (``settings.output``)."""
+    from parsec.sim.report import fleet_summary, records_frame
+    from parsec.sim.run import Simulation
+    from parsec.store.parquet import ParquetSink
+
+    simulation = Simulation(settings, progress)
+    simulation.join()
+    sink = None
+    if settings.output is not None:
+        sink = ParquetSink(settings.output, writer_id=f"sim-seed{settings.seed}", rotate_rows=10_000,
+                           rotate_seconds=3600)
+    records = []
+
+    def write(batch) -> None:
+        records.extend(batch)
+        if sink is not None:
+            sink.write(batch)
+
+    try:
+        stats = simulation.run(write)
+    finally:
+        if sink is not None:
+            sink.close()
+    return Outcome(stats, fleet_summary(records_frame(records)), [] if sink is None else sink.files_written)
+
+
+def _settings(args: argparse.Namespace):
+    from parsec.sim.settings import SimSettings
+
+    output = None if args.output is None else (None if args.output.lower() == "none" else args.output)
+    given = {
+        "peers": args.peers, "unreachable": args.unreachable, "churn_session": args.churn,
+        "latency_matrix": args.latency, "population": args.population, "jitter": args.jitter,
+        "access_rtt": args.access_rtt, "dial_timeout": args.dial_timeout, "dial_rtts": args.dial_rtts,
+        "unresponsive": args.unresponsive, "fleets": args.fleets,
+        "regions": args.regions, "servers_per_region": args.servers_per_region, "rounds": args.rounds,
+        "interval": args.interval, "probes": args.probes, "seed": args.seed, "output": output,
+    }
+    settings = SimSettings(**{key: value for key, value in given.items() if value is not None})
+    if args.output is not None and output is None:
+        settings = settings.model_copy(update={"output": None})
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from parsec.sim.run import SimError
+    from parsec.summary import format_summary
+
+    try:
+        settings = _settings(args)
+    except ValidationError as error:
+        problems = describe_validation_error(error, "PARSEC_SIM_").splitlines()[1:]
+        text = "; ".join(line.strip().replace("Value error, ", "") for line in problems)
+        print(f"parsec simulate: {text}", file=sys.stderr)
+        return BAD_INPUT
+
+    def say(line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    started = time.perf_counter()
+    try:
+        outcome = simulate(settings, say)
+    except SimError as error:
+        print(f"parsec simulate: {error}", file=sys.stderr)
+        return BAD_INPUT
+    except OSError as error:
+        print(f"parsec simulate: cannot write the dataset: {error}", file=sys.stderr)
+        return BAD_INPUT
+    stats = outcome.stats
+    say(f"done: {stats.records} records, {stats.virtual_s / 60:.1f} min virtual, {stats.rpcs:,} RPCs, "
+        f"{stats.churn_leaves} peers left and {stats.churn_returns} came back, "
+        f"{time.perf_counter() - started:.1f}s wall")
+    print("\n" + format_summary(outcome.summary))
+    if outcome.files:
+        print(f"\nParquet dataset: {settings.output} ({len(outcome.files)} files; "
+              f"parsec.store.parquet.read_dataset reads it)")
+    return 0

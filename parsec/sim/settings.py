@@ -1,0 +1,129 @@
+"""The simulator's settings (``PARSEC_SIM_*``): the public network it models and the run.
+
+Defaults are the published facts of the public IPFS DHT where there is one, and a stated
+assumption where there is none (the README section "Simulate the public network" lists
+each with its source; ``bench/calibrate.py --sensitivity`` shows which of them move the
+results and how far):
+
+- ``peers`` 25,000 reachable DHT servers (the size of the public DHT's server set), plus
+  ``unreachable`` 0.45: that share of all peer ids — and so of every routing table's
+  entries — never answers a dial (≈45 % of the addresses Nebula crawls saw were never
+  reachable), and a dial to one costs ``dial_timeout`` 5 s (go-libp2p's dial timeout).
+  After a failed dial the peer is in go-libp2p's dial backoff (``dial_backoff``).
+- ``churn_session`` 2 h: reachable peers alternate online sessions and offline gaps with
+  this median (half of the new peers leave within 2 h, ProbeLab RFM 2), as the testbed.
+- Latency: the testbed's region matrix (``parsec/data/region-rtt.json``, CloudPing p50
+  RTTs) plus per-peer jitter — every peer has a fixed extra round trip (its access link
+  and the distance inside its region; lognormal, median ``access_rtt`` 10 ms: most DHT
+  servers are hosted in data centres, Balduf et al. 2023) and every message a jitter
+  factor ``1 + jitter·N(0,1)`` (CloudPing p90 is 5–20 % above p50). ``population`` says
+  where the DHT's peers are (an assumption, see ``PUBLIC_POPULATION``).
+- A new connection costs ``dial_rtts`` 1 round trip before the request: go-libp2p dials
+  QUIC first (one round trip to a secure connection; TCP + Noise, the testbed's model, is
+  2). A connection unused for ``connection_idle`` is gone (remote peers' connection
+  managers trim idle connections).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from parsec.config import DEFAULT_STATE_DIR, CsvList, Seconds, ServerSettings
+
+SIM_FLEETS = ("default", "optprov", "fullrt")
+"""The fleets the simulator runs: the engine's (other implementations run only for real)."""
+
+PUBLIC_POPULATION = "us-east-1=15,us-east-2=5,us-west-1=10,eu-central-1=45,ap-south-1=11,ap-southeast-2=9," \
+                    "af-south-1=1,sa-east-1=4"
+"""Where the simulated DHT's peers are, by the matrix's regions (relative weights). An
+assumption, not a measurement: continental shares of Europe ≈45 %, North America ≈30 %,
+Asia-Pacific ≈20 % (split between the matrix's two Asian regions), South America ≈4 %,
+Africa ≈1 % — most public DHT servers are in Europe and North America (ProbeLab's weekly
+geolocation plots put Germany and the US on top). ``matrix`` uses the matrix file's own
+weights (the testbed's: equal for the seven server regions)."""
+
+_SERVER_DEFAULTS = ServerSettings.model_fields
+
+
+class SimSettings(BaseSettings):
+    """A simulated public network and the measurement run on it (see the module docstring)."""
+
+    model_config = SettingsConfigDict(env_prefix="PARSEC_SIM_", extra="ignore")
+
+    peers: int = Field(25_000, ge=30, le=1_000_000, description="reachable DHT servers")
+    unreachable: float = Field(0.45, ge=0, lt=1, description="share of all peer ids that never answer a dial")
+    unresponsive: float = Field(0.0, ge=0, lt=1, description="share of reachable peers that accept "
+                                "connections but never answer a request (no published figure)")
+    dial_timeout: Seconds = Field(5.0, gt=0)
+    dial_backoff: Seconds = Field(5.0, description="go-libp2p's dial backoff base after a failed dial "
+                                  "(+1 s × failures², ≤ 5 min); 0: none, as py-libp2p")
+    dial_rtts: float = Field(1.0, ge=0, le=10, description="round trips a new connection costs before the "
+                             "request (QUIC: 1; TCP + Noise: 2, the testbed's)")
+    rpc_timeout: Seconds = Field(_SERVER_DEFAULTS["rpc_timeout"].default, gt=0)
+    churn_session: Seconds = Field(7200.0, description="median online session and offline gap; 0: no churn")
+    latency_matrix: str = Field("default", description="'default' (parsec/data/region-rtt.json) or a JSON file")
+    population: str = Field("public", description="where the DHT's peers are: 'public', 'matrix' or "
+                            "region=weight,…")
+    jitter: float = Field(0.1, ge=0, le=1, description="per-message σ of the delay, as a fraction")
+    access_rtt: Seconds = Field(0.01, description="median extra round trip of a peer (its access link)")
+    access_sigma: float = Field(0.8, ge=0, le=3, description="lognormal σ of the per-peer extra round trip")
+    connection_idle: Seconds = Field(30.0, description="a connection unused this long is closed")
+    k: int = Field(20, ge=2, le=64)
+    fleets: CsvList = Field(default_factory=lambda: list(SIM_FLEETS), min_length=1)
+    regions: CsvList = Field(default_factory=list, description="server regions; default: the matrix's "
+                             "regions of non-zero weight (the testbed's seven)")
+    servers_per_region: int = Field(1, ge=1, le=16)
+    rounds: int = Field(14, ge=1, le=100_000, description="rounds per fleet")
+    interval: Seconds = Field(60.0, gt=0)
+    probes: int = Field(1, ge=1, le=100)
+    bootstrap_peers: int = Field(4, ge=1, le=64)
+    provide_timeout: Seconds = Field(_SERVER_DEFAULTS["provide_timeout"].default, gt=0)
+    retrieve_timeout: Seconds = Field(_SERVER_DEFAULTS["retrieve_timeout"].default, gt=0)
+    crawl_concurrency: int = Field(200, ge=1, le=10_000, description="fullrt crawl requests in flight (go: 200)")
+    seed: int = 0
+    start: datetime = Field(datetime(2023, 3, 6, tzinfo=timezone.utc),
+                            description="the virtual clock's origin, as the records' created_at")
+    output: Path | None = DEFAULT_STATE_DIR / "sim-parquet"
+
+    @field_validator("fleets")
+    @classmethod
+    def _sim_fleets(cls, value: list[str]) -> list[str]:
+        for fleet in value:
+            if fleet not in SIM_FLEETS:
+                raise ValueError(f"unknown fleet {fleet!r}; the simulator runs {', '.join(SIM_FLEETS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a fleet is named twice")
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    @field_validator("population")
+    @classmethod
+    def _population_shape(cls, value: str) -> str:
+        if value not in ("public", "matrix"):
+            parse_weights(value)
+        return value
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``eu-central-1=45,us-east-1=12`` → ``{region: weight}`` (ValueError if malformed)."""
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, number = part.strip().partition("=")
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = -1.0
+        if not name or weight < 0:
+            raise ValueError(f"bad population entry {part.strip()!r}: use region=weight,… e.g. eu-central-1=45")
+        weights[name] = weights.get(name, 0.0) + weight
+    if not sum(weights.values()) > 0:
+        raise ValueError("population weights are all zero")
+    return weights
