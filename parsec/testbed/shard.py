@@ -24,7 +24,7 @@ from parsec.net.driver import Trace, run_lookup
 from parsec.net.node import DhtNode
 from parsec.net.wire import FIND_NODE
 from parsec.net.wire import WirePeer
-from parsec.testbed.churn import ChurnSchedule
+from parsec.churn import ChurnSchedule
 
 log = logging.getLogger("parsec.testbed")
 
@@ -57,7 +57,7 @@ class PeerShard:
 
     Each peer runs in its own task so that it can leave (its host closes: dials to it are
     refused, other tables keep its entry) and come back with the same key and port
-    (``parsec.testbed.churn``).
+    (``parsec.churn``).
     """
 
     def __init__(self, spec: ShardSpec) -> None:

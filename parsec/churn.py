@@ -1,4 +1,5 @@
-"""When testbed peers leave and come back: a pure schedule, fed ``now``, no sockets.
+"""When peers leave and come back: a pure schedule, fed ``now``, no sockets (the testbed
+runs it on real peers, the simulator on its virtual clock).
 
 Why this model: on the public DHT half of the new peers are gone within two hours (ProbeLab
 RFM 2, "Uptime and Churn": *50 % of new peers leaving after 2h*), and the peers that left
