@@ -59,7 +59,7 @@ class Trace:
         self.holders = [peer.peer_id.hex() for peer in result.holders]
         self.targets = [peer.peer_id.hex() for peer in result.store_targets]
         self.extra.update(strategy=result.strategy, fell_back=result.fell_back, stores_ok=result.stores_ok,
-                          stores_failed=result.stores_failed + result.store_timeouts, walk_end=result.walk_end,
+                          stores_failed=result.stores_failed, walk_end=result.walk_end,
                           early_stores=result.early_stores)
 
     def as_dict(self) -> dict:
