@@ -52,6 +52,9 @@ _RETRIEVE_BODY_LIMIT = 64 * 1024  # the body is ignored ({}); anything big is ab
 _JSON_SLACK = 16 * 1024  # room for whitespace and unknown fields around "Content"
 
 Operation = Callable[[bytes], Awaitable[OperationResult]]
+_UNREAD_BODY = {"Connection": "close"}
+"""On answers given before the body was read to its end: the rest of it would be taken for
+the next request, so the client must not reuse the connection."""
 
 
 # --- request parsing ------------------------------------------------------------------
@@ -69,7 +72,7 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     with anyio.move_on_after(timeout) as scope:
         body = await _receive_body(request, limit)
     if scope.cancel_called:
-        raise ApiError(408, f"request body not received within {timeout:g}s")
+        raise ApiError(408, f"request body not received within {timeout:g}s", _UNREAD_BODY)
     return body
 
 
@@ -81,13 +84,13 @@ async def _receive_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise ApiError(400, f"invalid Content-Length header {declared!r}") from None
         if size > limit:
-            raise ApiError(413, f"request body of {size} bytes exceeds the limit of {limit} bytes")
+            raise ApiError(413, f"request body of {size} bytes exceeds the limit of {limit} bytes", _UNREAD_BODY)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+                raise ApiError(413, f"request body exceeds the limit of {limit} bytes", _UNREAD_BODY)
             chunks.append(chunk)
     except ClientDisconnect:
         raise ApiError(400, "client disconnected while sending the body") from None

@@ -46,14 +46,16 @@ class BearerToken:
         """Return if the request may proceed, else raise :class:`ApiError` (401)."""
         if self._expected is None:
             return
-        challenge = {"WWW-Authenticate": 'Bearer realm="parsec"'}
+        # refused before the body is read: the connection cannot carry another request
+        challenge = {"WWW-Authenticate": 'Bearer realm="parsec"', "Connection": "close"}
         if not authorization:
             raise ApiError(401, "missing bearer token (Authorization: Bearer <PARSEC_SERVER_AUTH_TOKEN>)", challenge)
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise ApiError(401, "the Authorization header must be 'Bearer <token>'", challenge)
         if not hmac.compare_digest(presented.strip().encode(), self._expected):
-            raise ApiError(401, "invalid bearer token", {"WWW-Authenticate": 'Bearer realm="parsec", error="invalid_token"'})
+            raise ApiError(401, "invalid bearer token",
+                           {**challenge, "WWW-Authenticate": 'Bearer realm="parsec", error="invalid_token"'})
 
 
 class OperationSlots:

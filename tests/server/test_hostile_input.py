@@ -142,6 +142,7 @@ def test_bearer_token_on_and_off(token):
         return
     assert [a.status_code for a in anonymous] == [401, 401]
     assert all(a.headers["www-authenticate"].startswith("Bearer") for a in anonymous)
+    assert all(a.headers["connection"] == "close" for a in anonymous)  # the unread body ends the connection
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid bearer token"
     assert right.status_code == 200
     assert len(backend.calls) == 1  # only the authorised request reached the DHT
