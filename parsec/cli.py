@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", help="emulate WAN latency: 'default' or a matrix JSON file (default off)")
     p.add_argument("--unreachable", type=float,
                    help="share of routing-table peers that never answer (default 0.45, the public DHT's)")
-    p.add_argument("--churn", help="median online session of a py peer, e.g. 2h (the default, the public "
+    p.add_argument("--churn", help="median online session of a testbed peer (py, Go, js), e.g. 2h (the default, the public "
                                    "DHT's); 0 disables churn")
     p.add_argument("--processes", type=int, help="shard actors (default 2)")
     p.add_argument("--seed", type=int, help="reproducible peer identities")

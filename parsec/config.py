@@ -274,7 +274,7 @@ class TestbedSettings(BaseSettings):
                                "(public DHT: ≈0.45 of addresses seen were never reachable)")
     slow_fraction: float = Field(0.0, ge=0, le=1, description="share of py peers that answer late")
     slow_delay: Seconds = 1.0
-    churn_session: Seconds = Field(7200.0, description="median online session (and offline gap) of a py peer; "
+    churn_session: Seconds = Field(7200.0, description="median online session (and offline gap) of a testbed peer (py, Go, js); "
                                    "0 disables churn (public DHT: half of new peers gone within 2h)")
     host: str = "127.0.0.1"
     k: int = Field(20, ge=1, le=64)

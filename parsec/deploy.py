@@ -91,7 +91,8 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     for implementation in ("go", "js"):
         parts = _split(mix.get(implementation, 0), PEERS_PER_PROCESS[implementation])
         for part, size in enumerate(parts):
-            spec = ShardSpec(len(shards), size, settings.host, protocol_id, settings.k, settings.seed, latency)
+            spec = ShardSpec(len(shards), size, settings.host, protocol_id, settings.k, settings.seed, latency,
+                             churn_session=settings.churn_session)
             suffix = f"-{part}" if part else ""
             actor = ExternalActor.options(name=f"{name}-{implementation}{suffix}").remote(implementation, spec)
             shards.append(actor)
@@ -117,9 +118,10 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     progress("testbed: filled " + ", ".join(f"{label} in {t:.1f}s" for label, t in zip(labels, seconds)))
     handle.ready_seconds = time.monotonic() - started
     progress(f"testbed: {len(handle.peers)} peers ready in {handle.ready_seconds:.1f}s")
-    if settings.churn_session > 0 and count:
-        ray.get([shard.start_churn.remote() for shard in shards[:count]])
-        progress(f"testbed: churn on for the {py_peers} py peers (median session {settings.churn_session:g}s)")
+    if settings.churn_session > 0 and shards:
+        ray.get([shard.start_churn.remote() for shard in shards])
+        progress(f"testbed: churn on for all {len(handle.peers)} peers ({', '.join(labels)}; "
+                 f"median session {settings.churn_session:g}s)")
     return handle
 
 

@@ -14,7 +14,11 @@ JSON lines over stdin/stdout:
   ``fill`` (peers: the whole testbed; fills every routing table directly),
   ``provide`` (peer index, hex multihash key → duration_ns, error),
   ``find_first_provider`` (peer index, key, timeout_s → duration_ns, provider, error),
-  ``stats``, ``stop``. EOF on stdin also stops the program.
+  ``bootstrap``, ``leave`` (peer index: that peer stops, dials to it are refused) and
+  ``rejoin`` (peer index, timeout_s: it restarts with the same key and port, its table
+  refilled from the last fill list, then its own self-lookup → rt_size, error) for churn,
+  ``stats`` (``offline``: peers that left), ``stop``. EOF on stdin also stops the program.
+  A command on an offline peer is refused (ok false).
 
 ``ExternalPeers`` is that protocol's client: one reader thread matches replies to
 requests by id, so any number of threads (a Ray actor's, say) may call it at once.
@@ -248,6 +252,16 @@ class ExternalPeers:
         command = {"cmd": "bootstrap", "peer": peer_index, "peers": [wire_peer_to_json(p) for p in bootstrap],
                    "timeout_s": timeout}
         return self._request(command, timeout + 30)
+
+    def leave(self, peer_index: int, timeout: float = 30.0) -> dict:
+        """Churn: peer ``peer_index`` stops (host closed, dials refused); key and port kept."""
+        return self._request({"cmd": "leave", "peer": peer_index}, timeout=timeout)
+
+    def rejoin(self, peer_index: int, timeout: float = 30.0) -> dict:
+        """Churn: the peer that left restarts (same key and port), is refilled from the last
+        fill list and runs its implementation's self-lookup once, bounded by ``timeout``."""
+        return self._request({"cmd": "rejoin", "peer": peer_index, "timeout_s": timeout},
+                             timeout=timeout + REPLY_MARGIN)
 
     def stats(self, timeout: float = 30.0) -> dict:
         return self._request({"cmd": "stats"}, timeout=timeout)

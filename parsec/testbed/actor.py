@@ -9,6 +9,7 @@ import psutil
 
 from parsec.net.wire import WirePeer
 from parsec.net.external import ExternalPeers, command_for
+from parsec.testbed.external_churn import ExternalChurn
 from parsec.testbed.shard import PeerShard, ShardSpec
 
 
@@ -38,6 +39,9 @@ class TestbedShardActor:
 
     def start_churn(self) -> bool:
         return self.shard.start_churn()
+
+    def offline(self) -> list[int]:
+        return self.shard.offline()
 
     def stats(self) -> dict:
         return self.shard.stats()
@@ -69,6 +73,8 @@ class ExternalShardActor:
             latency_file = handle.name
         prefix = spec.protocol_id.removesuffix("/kad/1.0.0")
         seed = None if spec.seed is None else spec.seed * 1000 + spec.index
+        self.spec = spec
+        self.churn: ExternalChurn | None = None
         self.peers = ExternalPeers(command_for(implementation), peers=spec.peers, protocol_prefix=prefix,
                                    latency_file=latency_file, seed=seed, name=f"{implementation}-{spec.index}",
                                    host=spec.host)
@@ -78,6 +84,20 @@ class ExternalShardActor:
 
     def fill(self, everyone: list[WirePeer]) -> dict:
         return self.peers.fill(everyone)
+
+    def start_churn(self) -> bool:
+        """Let peers leave and come back (``spec.churn_session``), as the py shard does,
+        seeded the same way; False when it is 0."""
+        if self.spec.churn_session <= 0 or self.churn is not None:
+            return self.churn is not None
+        seed = None if self.spec.seed is None else f"churn/{self.spec.seed}/{self.spec.index}"
+        self.churn = ExternalChurn(self.peers, self.spec.churn_session, seed)
+        self.churn.start()
+        return True
+
+    def offline(self) -> list[int]:
+        """Indexes of the peers that left and have not come back (churn)."""
+        return [] if self.churn is None else self.churn.offline()
 
     def stats(self) -> dict:
         return self.peers.stats()
@@ -93,4 +113,6 @@ class ExternalShardActor:
         return resident_bytes()
 
     def stop(self) -> None:
+        if self.churn is not None:
+            self.churn.stop()
         self.peers.stop()

@@ -16,8 +16,15 @@
 //	{"cmd":"find_first_provider","peer":i,"key":"<hex multihash>","timeout_s":60}
 //	{"cmd":"bootstrap","peer":i,"peers":[{"id","addrs"}...],"timeout_s":60}
 //	                                                  join via those peers + go's own refresh
-//	{"cmd":"stats"}
+//	{"cmd":"leave","peer":i}                          churn: peer i stops (host and DHT closed,
+//	                                                  dials refused); key, port, fill list kept
+//	{"cmd":"rejoin","peer":i,"timeout_s":30}          churn: peer i restarts, same key and port,
+//	                                                  table refilled from the last fill list, then
+//	                                                  go's self-lookup once -> rt_size, error
+//	{"cmd":"stats"}                                   ("offline": peers that left, not rejoined)
 //	{"cmd":"stop"}                                    (EOF on stdin also stops)
+//
+// Commands naming an offline peer (provide, ...) answer ok:false "peer i is offline".
 //
 // Only protocol lines go to stdout; diagnostics go to stderr.
 package main
@@ -259,6 +266,20 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 			return
 		}
 		reply(peers.Bootstrap(ctx, i, cmd.Peers, timeout(60)))
+	case "leave":
+		i, err := peerIndex()
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(peers.Leave(i))
+	case "rejoin":
+		i, err := peerIndex()
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(peers.Rejoin(ctx, i, timeout(30)))
 	case "stats":
 		if cmd.GC {
 			debug.FreeOSMemory() // a full collection, memory returned to the OS
@@ -272,6 +293,7 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 		}
 		reply(map[string]any{
 			"peers":          len(sizes),
+			"offline":        peers.OfflineCount(),
 			"rt_sizes":       sizes,
 			"mean_rt":        float64(total) / float64(max(len(sizes), 1)),
 			"connections":    peers.Connections(),

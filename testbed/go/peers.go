@@ -52,10 +52,12 @@ type Peer struct {
 // Peers hosts every peer of this process, plus what the last fill told us.
 type Peers struct {
 	opts  Options
-	peers []*Peer
+	peers []*Peer // peers[i] is replaced when peer i rejoins (churn.go): read it through at()
 
 	fillMu    sync.RWMutex
 	fillAddrs map[peer.ID][]ma.Multiaddr // addresses given by fill: never forgotten for RT peers
+
+	churn churnState // who is offline, their ports, the last fill list (churn.go)
 }
 
 func identity(seed string, i int) (crypto.PrivKey, error) {
@@ -69,7 +71,8 @@ func identity(seed string, i int) (crypto.PrivKey, error) {
 	return crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(s[:]))
 }
 
-func newPeer(opts Options, i int) (*Peer, error) {
+// newPeer starts peer i listening on port (0: a random one).
+func newPeer(opts Options, i int, port int) (*Peer, error) {
 	priv, err := identity(opts.Seed, i)
 	if err != nil {
 		return nil, err
@@ -80,7 +83,7 @@ func newPeer(opts Options, i int) (*Peer, error) {
 	}
 	h, err := libp2p.New(
 		libp2p.Identity(priv),
-		libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/tcp/0", opts.Host)),
+		libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/tcp/%d", opts.Host, port)),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
@@ -129,7 +132,7 @@ func StartPeers(opts Options) (*Peers, error) {
 	for w := 0; w < 4; w++ {
 		wg.Go(func() {
 			for i := range work {
-				ps.peers[i], errs[i] = newPeer(opts, i)
+				ps.peers[i], errs[i] = newPeer(opts, i, 0)
 			}
 		})
 	}
@@ -142,14 +145,19 @@ func StartPeers(opts Options) (*Peers, error) {
 		ps.Close()
 		return nil, err
 	}
+	if err := ps.churn.init(ps.peers); err != nil {
+		ps.Close()
+		return nil, err
+	}
 	return ps, nil
 }
 
-// Close closes every DHT and host.
+// Close closes every DHT and host (of the peers online).
 func (ps *Peers) Close() {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for _, p := range ps.peers {
+	for i := range ps.peers {
+		p := ps.at(i)
 		if p == nil {
 			continue
 		}
@@ -163,11 +171,16 @@ func (ps *Peers) Close() {
 	wg.Wait()
 }
 
+// get is peer i for a command: an error when i is out of range or the peer is offline.
 func (ps *Peers) get(i int) (*Peer, error) {
 	if i < 0 || i >= len(ps.peers) {
 		return nil, fmt.Errorf("peer index %d out of range [0, %d)", i, len(ps.peers))
 	}
-	return ps.peers[i], nil
+	p := ps.at(i)
+	if p == nil {
+		return nil, fmt.Errorf("peer %d is offline (it left; rejoin brings it back)", i)
+	}
+	return p, nil
 }
 
 // PeerJSON is a peer of the control protocol.
@@ -247,6 +260,7 @@ func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
 		ps.fillAddrs[c.id] = c.addrs
 	}
 	ps.fillMu.Unlock()
+	ps.churn.remember(cands)
 
 	sizes := make([]int, len(ps.peers))
 	work := make(chan int)
@@ -255,7 +269,9 @@ func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
 		wg.Go(func() {
 			order := make([]candidate, len(cands))
 			for i := range work {
-				sizes[i] = ps.fillOne(ps.peers[i], cands, order)
+				if p := ps.at(i); p != nil { // an offline peer is filled when it rejoins
+					sizes[i] = ps.fillOne(p, cands, order)
+				}
 			}
 		})
 	}
@@ -539,8 +555,10 @@ func (ps *Peers) Bootstrap(ctx context.Context, i int, given []PeerJSON, timeout
 // RoutingTableSizes of every local peer, in order.
 func (ps *Peers) RoutingTableSizes() []int {
 	out := make([]int, len(ps.peers))
-	for i, p := range ps.peers {
-		out[i] = p.DHT.RoutingTable().Size()
+	for i := range ps.peers {
+		if p := ps.at(i); p != nil {
+			out[i] = p.DHT.RoutingTable().Size()
+		}
 	}
 	return out
 }
@@ -548,8 +566,10 @@ func (ps *Peers) RoutingTableSizes() []int {
 // Connections open across all local hosts.
 func (ps *Peers) Connections() int {
 	n := 0
-	for _, p := range ps.peers {
-		n += len(p.Host.Network().Conns())
+	for i := range ps.peers {
+		if p := ps.at(i); p != nil {
+			n += len(p.Host.Network().Conns())
+		}
 	}
 	return n
 }

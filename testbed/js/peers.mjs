@@ -22,13 +22,22 @@
 //   bootstrap           {"cmd":"bootstrap","peer":i,"peers":[{"id","addrs"}…],"timeout_s":60}
 //                                                    → {"rt_size","duration_ns","error","connected"}
 //                       (dial those peers, then kad-dht's own self-query + table refresh once)
-//   stats               {"cmd":"stats"}                → peers, routing tables, memory
+//   leave               {"cmd":"leave","peer":i}       → {"offline"}
+//                       (churn: the node stops, its listener closes, dials to it are refused;
+//                       its key, port and the last fill list are kept)
+//   rejoin              {"cmd":"rejoin","peer":i,"timeout_s":30}
+//                                                    → {"rt_size","duration_ns","error","offline"}
+//                       (churn: a new node with the same key on the same port, its table
+//                       filled from the last fill list as fill does, then kad-dht's own
+//                       self-query once, bounded by timeout_s)
+//   stats               {"cmd":"stats"}                → peers, offline, routing tables, memory
 //   stop                {"cmd":"stop"}                 → stops every node, exits 0 (EOF too)
 //
 // Replies are {"id":…,"ok":true,…} or {"id":…,"ok":false,"error":"…"}. ok:false means the
 // command itself was unusable (unknown cmd, bad key, peer index out of range); an operation
 // that ran but failed (a provide that threw, a lookup that timed out) answers ok:true with a
-// non-empty "error", so its duration is still recorded.
+// non-empty "error", so its duration is still recorded. A command naming an offline peer
+// (one that left) answers ok:false "peer i is offline".
 //
 // What deviates from a stock js-libp2p node, and why (all testbed-only):
 // - Routing tables are filled directly by `fill` (standard k-buckets, see fillNode) instead
@@ -65,6 +74,7 @@ const K = 20
 const SHA2_256 = 0x12
 const RAW_CODEC = 0x55
 const P2P_CODE = 421
+const TCP_CODE = 6
 const MAX_TIMER_MS = 2 ** 31 - 1 // longer setTimeout delays overflow to 1 ms
 const AGE_FOREVER_MS = 100 * 365 * 24 * 3600 * 1000
 const START_CONCURRENCY = 8
@@ -384,11 +394,12 @@ async function privateKeyFor (i) {
   return generateKeyPairFromSeed('Ed25519', new Uint8Array(seed))
 }
 
-async function createPeer (i) {
+/** Peer i listening on `port` (0: a random one; a rejoining peer takes its old one). */
+async function createPeer (i, port = 0) {
   const transport = model ? latencyTransport(tcp()) : tcp()
   const node = await createLibp2p({
     privateKey: await privateKeyFor(i),
-    addresses: { listen: [`/ip4/${opts.host}/tcp/0`] },
+    addresses: { listen: [`/ip4/${opts.host}/tcp/${port}`] },
     transports: [transport],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
@@ -504,6 +515,43 @@ async function fillNode (node, everyone) {
 
 async function fill (nodes, list) {
   if (!Array.isArray(list)) throw new Error('fill needs "peers": [{"id","addrs"}…]')
+  const everyone = parsePeerList(list)
+  churn.lastFill = everyone // what a rejoining peer's table is filled from
+  const sizes = []
+  const offered = []
+  await withoutStackTraces(async () => {
+    for (let i = 0; i < nodes.length; i++) {
+      if (churn.offline.has(i)) continue // filled when it rejoins
+      const { size, offered: count } = await fillNode(nodes[i], everyone)
+      sizes.push(size)
+      offered.push(count)
+    }
+  })
+  return {
+    peers: nodes.length,
+    known: everyone.length,
+    mean_rt: mean(sizes),
+    min_rt: Math.min(...sizes),
+    max_rt: Math.max(...sizes),
+    mean_standard_buckets: mean(offered) // what standard k-buckets would hold; mean_rt is what js kept
+  }
+}
+
+/**
+ * The peer store throws (and catches) a NotFoundError for every peer it has not seen yet;
+ * capturing those stack traces is a large share of fill's CPU.
+ */
+async function withoutStackTraces (work) {
+  const stackTraceLimit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return await work()
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
+  }
+}
+
+function parsePeerList (list) {
   const seen = new Set()
   const everyone = []
   for (const entry of list) {
@@ -517,29 +565,7 @@ async function fill (nodes, list) {
     // key: where a peer store keeps this peer's record (@libp2p/peer-store's layout)
     everyone.push({ id, text, kadId, hi, lo, multiaddrs, key: new Key(`/peers/${id.toCID().toString()}`), record: null })
   }
-  const sizes = []
-  const offered = []
-  // the peer store throws (and catches) a NotFoundError for every peer it has not seen yet;
-  // capturing those stack traces is a large share of fill's CPU
-  const stackTraceLimit = Error.stackTraceLimit
-  Error.stackTraceLimit = 0
-  try {
-    for (const node of nodes) {
-      const { size, offered: count } = await fillNode(node, everyone)
-      sizes.push(size)
-      offered.push(count)
-    }
-  } finally {
-    Error.stackTraceLimit = stackTraceLimit
-  }
-  return {
-    peers: nodes.length,
-    known: everyone.length,
-    mean_rt: mean(sizes),
-    min_rt: Math.min(...sizes),
-    max_rt: Math.max(...sizes),
-    mean_standard_buckets: mean(offered) // what standard k-buckets would hold; mean_rt is what js kept
-  }
+  return everyone
 }
 
 function mean (values) {
@@ -562,10 +588,15 @@ function parseKey (hex) {
 }
 
 function nodeAt (nodes, index) {
+  checkIndex(nodes, index)
+  if (churn.offline.has(index)) throw new Error(`peer ${index} is offline (it left; rejoin brings it back)`)
+  return nodes[index]
+}
+
+function checkIndex (nodes, index) {
   if (!Number.isInteger(index) || index < 0 || index >= nodes.length) {
     throw new Error(`peer must be an index in [0, ${nodes.length})`)
   }
-  return nodes[index]
 }
 
 function timeoutOf (cmd, fallback) {
@@ -757,6 +788,66 @@ function refreshTableOnce (dht, signal) {
   return done
 }
 
+// ---------------------------------------------------------------------------------------
+// churn: when peers leave and come back is decided by the Python side
+// (parsec.churn.ChurnSchedule); these carry the orders out.
+
+const churn = { offline: new Set(), ports: [], lastFill: null, busy: new Map() }
+
+/** Leaves and restarts of one peer run one after another (a rejoin's self-query does not count). */
+function onePeerAtATime (index, work) {
+  const previous = churn.busy.get(index) ?? Promise.resolve()
+  const next = previous.catch(() => {}).then(work)
+  churn.busy.set(index, next)
+  next.finally(() => { if (churn.busy.get(index) === next) churn.busy.delete(index) }).catch(() => {})
+  return next
+}
+
+/** leave: the node stops (listener and connections closed); key and port stay known. */
+async function leave (nodes, index) {
+  if (churn.offline.has(index)) throw new Error(`peer ${index} is already offline`)
+  churn.offline.add(index) // from now on commands on it answer "offline"
+  await nodes[index].stop()
+  return { offline: churn.offline.size }
+}
+
+/** rejoin, first half: a new node with the same key on the same port, filled as fill does. */
+async function restart (nodes, index) {
+  if (!churn.offline.has(index)) throw new Error(`peer ${index} is online (only a peer that left can rejoin)`)
+  const started = process.hrtime.bigint()
+  let node
+  try {
+    node = await createPeer(index, churn.ports[index])
+  } catch (err) {
+    throw new Error(`peer ${index} could not restart on port ${churn.ports[index]}: ${errorText(err)}`)
+  }
+  if (churn.lastFill != null) await withoutStackTraces(() => fillNode(node, churn.lastFill))
+  nodes[index] = node
+  churn.offline.delete(index)
+  return { node, started }
+}
+
+/** rejoin, second half: kad-dht's own self-query once, bounded (the peer stays online if it fails). */
+async function announce ({ node, started }, timeoutS) {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(new TimeoutError(`self-query not done within ${timeoutS}s`)), timeoutS * 1000)
+  const dht = node.services.dht
+  let error = ''
+  try {
+    await runOnce(() => selfQuery(dht), controller.signal, () => dht.querySelf.controller?.abort())
+  } catch (err) {
+    error = controller.signal.aborted ? errorText(controller.signal.reason) : errorText(err)
+  } finally {
+    clearTimeout(timer)
+  }
+  return {
+    rt_size: dht.routingTable.size,
+    duration_ns: Number(process.hrtime.bigint() - started),
+    error,
+    offline: churn.offline.size
+  }
+}
+
 /** Hang up on a provider and drop its addresses, unless the routing table needs them (as parsec.net.node.forget). */
 async function forget (node, peerId) {
   try { await node.hangUp(peerId) } catch {}
@@ -767,12 +858,13 @@ async function forget (node, peerId) {
 }
 
 function collectStats (nodes, started) {
-  const sizes = nodes.map(n => n.services.dht.routingTable.size)
+  const sizes = nodes.map((n, i) => churn.offline.has(i) ? 0 : n.services.dht.routingTable.size)
   const memory = process.memoryUsage()
   let connections = 0
-  for (const node of nodes) connections += node.getConnections().length
+  nodes.forEach((node, i) => { if (!churn.offline.has(i)) connections += node.getConnections().length })
   const out = {
     peers: nodes.length,
+    offline: churn.offline.size,
     protocol,
     mean_rt: mean(sizes),
     min_rt: sizes.length ? Math.min(...sizes) : 0,
@@ -803,7 +895,8 @@ async function stopAll (nodes) {
   if (stopping) return stopping
   stopping = (async () => {
     const timer = new Promise(resolve => setTimeout(resolve, STOP_GRACE_MS).unref())
-    await Promise.race([Promise.allSettled(nodes.map(n => n.stop())), timer])
+    const online = nodes.filter((_, i) => !churn.offline.has(i))
+    await Promise.race([Promise.allSettled(online.map(n => n.stop())), timer])
   })()
   return stopping
 }
@@ -826,6 +919,7 @@ async function main () {
     }
   }
   await Promise.all(Array.from({ length: Math.min(START_CONCURRENCY, opts.peers) }, worker))
+  churn.ports = nodes.map(node => Number(node.getMultiaddrs()[0].getComponents().find(c => c.code === TCP_CODE).value))
   send({
     event: 'listening',
     peers: nodes.map(node => {
@@ -848,6 +942,12 @@ async function main () {
     provide: cmd => provide(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 180)),
     find_first_provider: cmd => findFirstProvider(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 60)),
     bootstrap: cmd => bootstrap(nodeAt(nodes, cmd.peer), cmd.peers, timeoutOf(cmd, 60)),
+    leave: cmd => { checkIndex(nodes, cmd.peer); return onePeerAtATime(cmd.peer, () => leave(nodes, cmd.peer)) },
+    rejoin: cmd => {
+      checkIndex(nodes, cmd.peer)
+      const timeoutS = timeoutOf(cmd, 30)
+      return onePeerAtATime(cmd.peer, () => restart(nodes, cmd.peer)).then(node => announce(node, timeoutS))
+    },
     stats: () => collectStats(nodes, started),
     stop: async () => { await stopAll(nodes); return {} }
   }

@@ -63,3 +63,28 @@ def test_a_record_provided_by_our_engine_is_found_by_go_and_js(mixed):
     for implementation, actor in testbed.external.items():
         answer = ray.get(actor.find_first_provider.remote(5, key))
         assert answer["provider"], (implementation, answer)
+
+
+def test_churn_reaches_py_go_and_js_shards(ray_context):
+    """With churn on, ``start_testbed`` starts it on every shard: each loses peers and gets some back."""
+    import time
+
+    from parsec.deploy import start_testbed
+
+    testbed = start_testbed(TestbedSettings(mix="go=10,js=10,py=10", processes=1, seed=12, unreachable=0,
+                                            churn_session=2.0), PROTOCOL,
+                            name=f"churn-{uuid.uuid4().hex[:6]}", progress=lambda _: None)
+    try:
+        assert len(testbed.shards) == 3
+        seen_offline: list[set[int]] = [set() for _ in testbed.shards]
+        came_back = [False] * len(testbed.shards)
+        deadline = time.monotonic() + 30
+        while not all(came_back) and time.monotonic() < deadline:
+            for i, offline in enumerate(ray.get([shard.offline.remote() for shard in testbed.shards])):
+                came_back[i] = came_back[i] or bool(seen_offline[i] - set(offline))
+                seen_offline[i] |= set(offline)
+            time.sleep(0.2)
+        assert all(seen_offline), seen_offline
+        assert all(came_back), (came_back, seen_offline)
+    finally:
+        testbed.stop()
