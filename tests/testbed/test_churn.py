@@ -73,12 +73,12 @@ def test_real_peers_leave_refuse_dials_and_come_back_at_the_same_address() -> No
             time.sleep(0.05)
         gone = shard.offline()
         assert gone, "no peer left within 20 s at a 1.5 s median session"
-        assert not ping(gone[0])  # its host is closed: the dial is refused
         left = gone[0]
-        while left in shard.offline() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert left not in shard.offline(), "the peer did not come back within 20 s"
-        assert eventually(lambda: ping(left), 5.0)  # same key, same address
+        answered = ping(left)
+        if left in shard.offline():  # still gone after the ping (not back in between)
+            assert not answered  # its host is closed: the dial is refused
+        # it comes back with the same key at the same address (it may leave again: sessions are short)
+        assert eventually(lambda: left not in shard.offline() and ping(left), 20.0), "the peer never answered again"
         stats = shard.stats()
         assert stats["left"] >= 1 and stats["came_back"] >= 1 and stats["online"] <= 10
     finally:
