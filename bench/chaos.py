@@ -54,19 +54,19 @@ def ray_head(work: Path):
     """RAY_ADDRESS, else a head of our own on free ports (others may run Ray here too),
     stopped by its PID at the end — never ``ray stop``."""
     if os.environ.get("RAY_ADDRESS"):
-        yield os.environ["RAY_ADDRESS"]
+        yield os.environ["RAY_ADDRESS"], None
         return
-    socks = [socket.socket() for _ in range(6)]
+    socks = [socket.socket() for _ in range(7)]
     for sock in socks:
         sock.bind(("127.0.0.1", 0))
-    port, agent, agent_grpc, env_agent, metrics, client = (s.getsockname()[1] for s in socks)
+    port, agent, agent_grpc, env_agent, metrics, client, dashboard = (s.getsockname()[1] for s in socks)
     for sock in socks:
         sock.close()
     ray = str(Path(sys.executable).with_name("ray"))
     log = (work / "ray-start.log").open("w")
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", "0", "--dashboard-agent-listen-port", str(agent),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--dashboard-agent-listen-port", str(agent),
          "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(env_agent),
          "--metrics-export-port", str(metrics), "--ray-client-server-port", str(client), "--num-cpus", "2",
          "--disable-usage-stats"],
@@ -81,7 +81,7 @@ def ray_head(work: Path):
             time.sleep(1)
         else:
             raise RuntimeError("the Ray head did not come up in 90 s")
-        yield address
+        yield address, f"http://127.0.0.1:{dashboard}"  # the job API: asked of the head, not guessed
     finally:
         head.terminate()
         try:
@@ -258,6 +258,8 @@ def main() -> int:
     import ray
 
     from parsec.config import NetworkSettings, ServerSettings, TestbedSettings
+    from ray.job_submission import JobSubmissionClient
+
     from parsec.demo import job_client, start_ray
     from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.scheduler.audit import audit
@@ -271,7 +273,7 @@ def main() -> int:
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
-        address = cleanup.enter_context(ray_head(work))
+        address, dashboard = cleanup.enter_context(ray_head(work))
         postgres = EmbeddedPostgres(work / "pg")
         database = postgres.start()
         cleanup.callback(postgres.stop)
@@ -288,7 +290,7 @@ def main() -> int:
             for i, region in enumerate(regions)]
         cleanup.callback(stop_servers, actors)
         wait_ready(actors, timeout=180, progress=say)
-        client = job_client(context, address)
+        client = JobSubmissionClient(dashboard) if dashboard else job_client(context, address)
         journal = journal_path(work / "spool", ["default"], database.redacted())
         parquet = work / "parquet"
         chaos = Chaos(args, database, postgres, testbed, actors, client, journal, parquet)
