@@ -102,16 +102,9 @@ def wait_for(condition, timeout: float, step: float = 0.02):
 
 
 def fetch(database, sql: str, *args) -> list[dict]:
-    from parsec.store.db import connect_pool
+    from parsec.store.db import fetch_rows
 
-    async def run():
-        pool = await connect_pool(database)
-        try:
-            return [dict(row) for row in await pool.fetch(sql, *args)]
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
+    return fetch_rows(database, sql, *args)
 
 
 def job_ended(client, job_id: str) -> bool:

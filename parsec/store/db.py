@@ -334,3 +334,18 @@ class Repository:
             kind, start, end, list(fleets) if fleets else None, list(regions) if regions else None, rt_size_min,
         )
         return _with_hex_op_ids(rows)
+
+
+def fetch_rows(settings: DatabaseSettings, sql: str, *args: object) -> list[dict]:
+    """Rows of one query as dicts, from synchronous code (benchmarks, audits, tests): a pool
+    of its own for the call, closed after it."""
+    import asyncio
+
+    async def run() -> list[dict]:
+        pool = await connect_pool(settings)
+        try:
+            return [dict(row) for row in await pool.fetch(sql, *args)]
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())

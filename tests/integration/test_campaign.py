@@ -17,6 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from parsec.store.db import fetch_rows as _fetch
 from parsec.store.parquet import read_dataset
 from tests.integration.conftest import CAMPAIGN_TOKEN
 
@@ -41,14 +42,6 @@ async def _rows(database, kind):
         await pool.close()
 
 
-async def _fetch(database, sql):
-    from parsec.store.db import connect_pool
-
-    pool = await connect_pool(database)
-    try:
-        return [dict(row) for row in await pool.fetch(sql)]
-    finally:
-        await pool.close()
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +77,10 @@ def test_postgres_rows_are_plausible(campaign, job_run):
     assert all(row["error"] is None for row in provides)
     assert sum(row["error"] is None for row in retrievals) == len(retrievals)
     assert {row["step"] for row in provides} == {"provide"}
-    schedulers = asyncio.run(_fetch(campaign.database, "SELECT fleets FROM schedulers_ecs"))
+    schedulers = _fetch(campaign.database, "SELECT fleets FROM schedulers_ecs")
     assert schedulers == [{"fleets": ["default"]}]
-    traces = asyncio.run(_fetch(campaign.database, "SELECT m.kind, t.rpc_total, t.hops, t.detail FROM traces t"
-                                                   " JOIN measurements m USING (op_id)"))
+    traces = _fetch(campaign.database, "SELECT m.kind, t.rpc_total, t.hops, t.detail FROM traces t"
+                                       " JOIN measurements m USING (op_id)")
     assert len(traces) == len(provides) + len(retrievals)  # every measurement carried its trace
     assert all(t["rpc_total"] >= 1 for t in traces if t["kind"] == "provide" or not t["detail"].get("local"))
 
@@ -109,7 +102,7 @@ def test_parquet_agrees_with_postgres_one_to_one(campaign, job_run):
 
 
 def test_servers_registered_with_heartbeats(campaign, job_run):
-    nodes = asyncio.run(_fetch(campaign.database, "SELECT * FROM nodes_ecs ORDER BY id"))
+    nodes = _fetch(campaign.database, "SELECT * FROM nodes_ecs ORDER BY id")
     assert len(nodes) == len(campaign.actors)
     for node in nodes:
         assert node["fleet"] == "default" and node["last_heartbeat"] is not None
@@ -176,5 +169,5 @@ def test_graceful_stop_marks_node_offline(campaign, job_run):
     peer_id = ray.get(last.status.remote())["peer_id"]
     stop_servers([last])
     campaign.actors.remove(last)
-    rows = asyncio.run(_fetch(campaign.database, f"SELECT offline_since FROM nodes_ecs WHERE peer_id = '{peer_id}'"))
+    rows = _fetch(campaign.database, f"SELECT offline_since FROM nodes_ecs WHERE peer_id = '{peer_id}'")
     assert rows and rows[0]["offline_since"] is not None

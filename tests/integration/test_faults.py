@@ -120,16 +120,9 @@ def _wait(condition, timeout: float, what: str, step: float = 0.05):
 
 
 def _fetch(database: DatabaseSettings, sql: str, *args) -> list[dict]:
-    from parsec.store.db import connect_pool
+    from parsec.store.db import fetch_rows
 
-    async def run():
-        pool = await connect_pool(database)
-        try:
-            return [dict(row) for row in await pool.fetch(sql, *args)]
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
+    return fetch_rows(database, sql, *args)
 
 
 def _assert_exactly_once(settings: SchedulerSettings, database: DatabaseSettings):

@@ -88,7 +88,9 @@ def test_time_to_first_provider_is_never_below_the_round_trips_of_its_path():
         fleets = LocalFleets(["default", "optprov"], latency=model, name="path-bound")
         fleets.join_all(parse_bootstrap([peer_multiaddr(p) for p in peers[::8]]))
         checked = 0
-        for _ in range(3):
+        for _ in range(12):  # a record the default server holds itself is found locally (no path): next key
+            if checked == 2:
+                break
             _, key = cid_v0_for(os.urandom(256))
             fleets.run(fleets["optprov"].provide, key)
             (found, trace), seconds, _ = fleets.timed(fleets["default"].find_first_provider, key)
