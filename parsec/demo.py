@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load, peers_option
+from parsec.console import say
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", default=".parsec", help="where the database and Parquet files go")
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="join this Ray cluster")
     parser.add_argument("--keep", action="store_true", help="leave everything running")
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def start_ray(address: str | None):

@@ -14,6 +14,7 @@ import os
 import sys
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, load
+from parsec.console import say
 
 
 def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +70,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     server = _server_settings(args)
     _connect(args.ray_address)
     try:
-        report = deploy(settings, server, network, database, progress=_say)
+        report = deploy(settings, server, network, database, progress=say)
     except (FleetError, TimeoutError) as error:
         print(f"deploy_fleet: {error}", file=sys.stderr, flush=True)
         return 1
@@ -94,7 +95,7 @@ def run_teardown(args: argparse.Namespace) -> int:
     from parsec.fleet import format_report, teardown
 
     _connect(args.ray_address)
-    report = teardown(args.fleet, progress=_say)
+    report = teardown(args.fleet, progress=say)
     if not report.actions:
         print(f"fleet {args.fleet}: no servers running", flush=True)
         return 0
@@ -138,7 +139,3 @@ def _exit_code(run, args: argparse.Namespace) -> int:
         raise
 
 
-def _say(text: str) -> None:
-    import time
-
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)

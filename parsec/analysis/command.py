@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import time
 from pathlib import Path
+
+from parsec.console import say
 
 NEEDED = ("nbclient", "nbconvert", "nbformat", "ipykernel", "matplotlib")
 
@@ -47,10 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=".parsec/report", help="output folder (default .parsec/report)")
     parser.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
     parser.add_argument("--cell-timeout", type=float, default=600, help="seconds a cell may run (default 600)")
-
-
-def _say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def _check_installed() -> None:
@@ -88,7 +85,7 @@ def _database(args: argparse.Namespace):
             raise DataError(f"no database: set PARSEC_DATABASE_HOST (and _PORT, _USER, _PASSWORD, _NAME), "
                             f"or run `parsec demo` first (no embedded PostgreSQL in {data_dir})")
         embedded = EmbeddedPostgres(data_dir)
-        _say(f"starting the demo's embedded PostgreSQL in {data_dir}")
+        say(f"starting the demo's embedded PostgreSQL in {data_dir}")
         database = embedded.start()
         try:
             yield database, _env(database)
@@ -163,10 +160,10 @@ def run(args: argparse.Namespace) -> int:
             check_input(selection_values(args, start, end), database)
             runs = [(notebook, parameters(args, notebook, output_dir, start, end)) for notebook in notebooks]
             for notebook, params in runs:
-                _say(f"executing {notebook.name}")
-                report = execute(notebook, params, output_dir, progress=_say, timeout=args.cell_timeout,
+                say(f"executing {notebook.name}")
+                report = execute(notebook, params, output_dir, progress=say, timeout=args.cell_timeout,
                                  show_code=args.show_code, env=env)
-                _say(f"{report.name}: {report.html} ({len(report.figures)} figures, {len(report.tables)} tables "
+                say(f"{report.name}: {report.html} ({len(report.figures)} figures, {len(report.tables)} tables "
                      f"in {report.html.with_suffix('')})")
     except DataError as error:
         print(f"parsec report: {error}", file=sys.stderr)

@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from parsec.config import describe_validation_error
+from parsec.console import say
 
 BAD_INPUT = 2
 
@@ -112,9 +113,6 @@ def run(args: argparse.Namespace) -> int:
         text = "; ".join(line.strip().replace("Value error, ", "") for line in problems)
         print(f"parsec simulate: {text}", file=sys.stderr)
         return BAD_INPUT
-
-    def say(line: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
     started = time.perf_counter()
     try:
