@@ -8,6 +8,7 @@ scheduler may simply retry a batch after a database outage.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -339,7 +340,6 @@ class Repository:
 def fetch_rows(settings: DatabaseSettings, sql: str, *args: object) -> list[dict]:
     """Rows of one query as dicts, from synchronous code (benchmarks, audits, tests): a pool
     of its own for the call, closed after it."""
-    import asyncio
 
     async def run() -> list[dict]:
         pool = await connect_pool(settings)
