@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+import time
 
 from collections import Counter
 
@@ -27,6 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 
 FLEETS = ("default", "optprov", "fullrt", "pylibp2p")
+LANDING_GRACE = 20.0
+"""Seconds after the last round before the peers are asked which records they hold: what
+optimistic provide stores after answering (its refill followup, dials to unreachable peers
+5 s each) has settled by then."""
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -46,11 +51,12 @@ def shard_cpu(pids: list[int]) -> float:
 
 
 def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int, latency=None,
-             unreachable: float = 0.0) -> dict:
+             unreachable: float = 0.0, stale_entries: float | None = None) -> dict:
     from parsec.config import TestbedSettings
 
     # no churn: the truth (the k closest peers) must not move while a round is measured
-    return run_fleets(TestbedSettings(peers=size, processes=shards, unreachable=unreachable, churn_session=0),
+    stale = {} if stale_entries is None else {"stale_entries": stale_entries}
+    return run_fleets(TestbedSettings(peers=size, processes=shards, unreachable=unreachable, churn_session=0, **stale),
                       fleets, rounds, warmup, latency, name=f"bench-fleets-{size}")
 
 
@@ -72,7 +78,7 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
 
     hosts = LocalFleets(fleets, protocol_id=protocol, latency=latency, name="bench-fleets")
     stats = {fleet: {"provide": [], "ttfpr": [], "provide_rpcs": [], "ttfpr_rpcs": [], "provide_cpu": [],
-                     "ttfpr_cpu": [], "targets_on_true": [], "targets_on_listed": [], "holders": [], "holders_on_true": [], "walk_end": Counter(), "estimate": [], "path_rtt": [],
+                     "ttfpr_cpu": [], "targets_on_true": [], "targets_on_listed": [], "holders": [], "holders_on_true": [], "landed": [], "landed_on_true": [], "walk_end": Counter(), "estimate": [], "path_rtt": [],
                      "errors": 0, "not_found": 0, "fell_back": 0, "testbed_cpu": []} for fleet in fleets}
     try:
         boot = parse_bootstrap(testbed.bootstrap_addrs(8))
@@ -90,6 +96,7 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
         for _ in range(warmup):  # the optprov estimator needs completed lookups first
             for fleet in fleets:
                 hosts.timed(hosts.strategies[fleet].provide, cid_v0_for(os.urandom(64))[1])
+        provided = []  # (fleet, key, true 20 closest reachable peers): where records should land
         for round_no in range(rounds):
             for fleet in fleets:
                 _, key = cid_v0_for(os.urandom(1024))
@@ -109,9 +116,9 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
                 row["walk_end"][data.get("walk_end")] += 1
                 if data.get("network_size_estimate"):
                     row["estimate"].append(data["network_size_estimate"])
+                truth_live = true_closest(live, key, hosts.ids[fleet])
                 if getattr(trace, "targets", None):  # our engine's traces name them
                     truth_listed = true_closest(listed, key, hosts.ids[fleet])
-                    truth_live = true_closest(live, key, hosts.ids[fleet])
                     row["targets_on_true"].append(len(truth_live & set(trace.targets)))
                     row["targets_on_listed"].append(len(truth_listed & set(trace.targets)))
                     row["holders"].append(len(trace.holders))
@@ -132,7 +139,15 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
                             theirs["path_rtt"].append(path_rtt)
                         hosts.loop.run(hosts.strategies[other].forget, found)
                 row["testbed_cpu"].append(shard_cpu(pids) - before)
+                provided.append((fleet, key, truth_live))
             print(f"  round {round_no + 1}/{rounds} done", flush=True)
+        if testbed.py_shards == len(testbed.shards):  # every peer can say what it holds
+            time.sleep(LANDING_GRACE)  # stores and refills still running in the background settle
+            for fleet, key, truth_live in provided:
+                landed = {peer.hex() for batch in ray.get([shard.holders.remote(key) for shard in testbed.shards])
+                          for peer in batch}
+                stats[fleet]["landed"].append(len(landed))
+                stats[fleet]["landed_on_true"].append(len(truth_live & landed))
     finally:
         hosts.stop()
         testbed.stop()
@@ -160,6 +175,9 @@ def summarise(values: dict) -> dict:
         "targets_on_true_closest_p50": pct(values["targets_on_true"], 0.5),
         "targets_on_true_closest_listed_p50": pct(values["targets_on_listed"], 0.5),
         "holders_at_return_p50": pct(values["holders"], 0.5),
+        "holders_final_p50": pct(values["landed"], 0.5),
+        "holders_final_on_true_closest_p50": pct(values["landed_on_true"], 0.5),
+        "holders_final_on_true_closest_min": min(values["landed_on_true"], default=None),
         "holders_on_true_live_fraction_p50": pct(values["holders_on_true"], 0.5),
         "walk_end": dict(values["walk_end"]),
         "network_size_estimate_p50": pct(values["estimate"], 0.5),
@@ -176,20 +194,24 @@ def fmt(value, unit="") -> str:
 
 def print_table(size: int, result: dict) -> None:
     print(f"\n{size} peers")
-    head = (f"{'fleet':<9} {'prov p50':>9} {'p90':>7} {'rpcs':>5} {'cpu':>6} {'on20':>5} {'held':>5} {'ok%':>5}   "
+    head = (f"{'fleet':<9} {'prov p50':>9} {'p90':>7} {'rpcs':>5} {'cpu':>6} {'land':>5} {'on20':>5} {'sent':>5} "
+            f"{'held':>5} {'ok%':>5}   "
             f"{'ttfpr p50':>9} {'p90':>7} {'path':>6} {'rpcs':>5} {'cpu':>6} {'n/f':>4} {'err':>4}")
     print(head)
     print("-" * len(head))
     for fleet, r in result.items():
         print(f"{fleet:<9} {fmt(r['provide_p50_s']):>9} {fmt(r['provide_p90_s']):>7} "
               f"{fmt(r['provide_rpcs_mean'] and round(r['provide_rpcs_mean'])):>5} {fmt(r['provide_cpu_s_mean']):>6} "
+              f"{fmt(r['holders_final_p50']):>5} {fmt(r['holders_final_on_true_closest_p50']):>5} "
               f"{fmt(r['targets_on_true_closest_p50']):>5} {fmt(r['holders_at_return_p50']):>5} "
               f"{fmt(r['holders_on_true_live_fraction_p50'] and round(100 * r['holders_on_true_live_fraction_p50'])):>5}"
               f"   {fmt(r['ttfpr_p50_s']):>9} {fmt(r['ttfpr_p90_s']):>7} {fmt(r['ttfpr_path_rtt_p50_s']):>6} "
               f"{fmt(r['ttfpr_rpcs_mean'] and round(r['ttfpr_rpcs_mean'])):>5} {fmt(r['ttfpr_cpu_s_mean']):>6} "
               f"{r['not_found']:>4} {r['errors']:>4}")
-    print("on20: peers sent the record that are among the true 20 closest reachable peers (target >= 18 "
-          "for optprov); held: stores acknowledged when the caller was answered; ok%: of those, the share "
+    print(f"land: testbed peers holding the record {LANDING_GRACE:g} s after the last round (asked from the peers "
+          "themselves); on20: of those, among the true 20 closest reachable peers (p50; target >= 18 for optprov); "
+          "sent: peers the record was sent to by the time the caller was answered that are among the true 20; "
+          "held: stores acknowledged when the caller was answered; ok%: of those, the share "
           "among the true 20 closest reachable peers; path: p50 of the round trips along the chain of peers "
           "that led to the first provider (a lower bound of TTFPR; our engine's fleets only)")
     default, stock, opt = result.get("default"), result.get("pylibp2p"), result.get("optprov")
@@ -211,7 +233,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("bench-fleets.json"))
     parser.add_argument("--latency", default="off", help="'default' (public inter-region RTTs), a file, or 'off'")
     parser.add_argument("--unreachable", type=float, default=0.0,
-                        help="share of routing-table peers that never answer (public DHT ≈0.45)")
+                        help="share of peer ids that never answer (public DHT ≈0.45)")
+    parser.add_argument("--stale-entries", type=float, default=None,
+                        help="share of a table's entries that are such ids (default: the testbed's, 0.15, RFM 19; "
+                             ">= --unreachable: every table lists every one)")
     args = parser.parse_args()
 
     import ray
@@ -227,11 +252,14 @@ def main() -> int:
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             print(f"testbed of {size} peers, fleets {', '.join(fleets)}, {args.rounds} rounds, "
-                  f"latency {args.latency}, unreachable {args.unreachable:.0%}", flush=True)
-            results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards, latency, args.unreachable)
+                  f"latency {args.latency}, unreachable {args.unreachable:.0%}, stale entries "
+                  f"{'default' if args.stale_entries is None else format(args.stale_entries, '.0%')}", flush=True)
+            results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards, latency, args.unreachable,
+                                     args.stale_entries)
             print_table(size, results[size])
             # after every size, so that a long run stopped later keeps what it measured
             args.json.write_text(json.dumps({"latency": args.latency, "unreachable": args.unreachable,
+                                             "stale_entries": args.stale_entries,
                                              "results": results}, indent=2))
             print(f"\nwritten {args.json}")
     finally:

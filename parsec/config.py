@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from parsec.stale import STALE_ENTRIES
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -259,8 +261,9 @@ class TestbedSettings(BaseSettings):
     """The local DHT network: how many peers, in how many processes, and how unreliable.
 
     The defaults of the unreliable parts are the published measurements of the public DHT:
-    ≈45 % of the DHT server addresses crawls see are never reachable (Nebula), and half of
-    the new peers leave within 2 h (ProbeLab RFM 2). Set ``unreachable=0`` and
+    ≈45 % of the DHT server addresses crawls see are never reachable (Nebula) but only ≈15 %
+    of a routing table's entries are (ProbeLab RFM 19; ``parsec.stale``), and half of the
+    new peers leave within 2 h (ProbeLab RFM 2). Set ``unreachable=0`` and
     ``churn_session=0`` for a clean network (unit-sized tests, overhead benchmarks).
     """
 
@@ -270,8 +273,10 @@ class TestbedSettings(BaseSettings):
     peers: int = Field(200, ge=2, le=20000)
     processes: int = Field(2, ge=1, le=64)
     mix: str | None = Field(None, description="peers per implementation, e.g. go=3000,js=1000,py=1000")
-    unreachable: float = Field(0.45, ge=0, lt=1, description="share of routing-table peers that never answer "
+    unreachable: float = Field(0.45, ge=0, lt=1, description="share of all peer ids that never answer "
                                "(public DHT: ≈0.45 of addresses seen were never reachable)")
+    stale_entries: float = Field(STALE_ENTRIES, ge=0, lt=1, description="share of a routing table's entries that "
+                                 "are unreachable ids (RFM 19: ≈0.15); ≥ unreachable: every table lists every one")
     slow_fraction: float = Field(0.0, ge=0, le=1, description="share of py peers that answer late")
     slow_delay: Seconds = 1.0
     churn_session: Seconds = Field(7200.0, description="median online session (and offline gap) of a testbed peer (py, Go, js); "

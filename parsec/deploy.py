@@ -103,18 +103,22 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     for batch in batches:
         handle.peers.extend(batch)
     everyone = list(handle.peers)
+    listing = 1.0
     if settings.unreachable > 0:
         if not count:
             raise ValueError("unreachable peers need at least one py shard to host their black hole")
+        from parsec.stale import listing_probability
         from parsec.testbed.ghosts import ghost_count, ghosts
 
         hole = ray.get(shards[0].start_black_hole.remote())
         handle.ghosts = ghosts(ghost_count(len(handle.peers), settings.unreachable), hole, settings.seed)
         everyone += handle.ghosts
-        progress(f"testbed: {len(handle.ghosts)} unreachable peers ({settings.unreachable:.0%}) behind {hole}")
+        listing = listing_probability(len(handle.peers), len(handle.ghosts), settings.stale_entries)
+        progress(f"testbed: {len(handle.ghosts)} unreachable peers ({settings.unreachable:.0%}) behind {hole}, "
+                 f"≈{min(settings.stale_entries, settings.unreachable):.0%} of table entries")
     progress(f"testbed: {len(handle.peers)} peers listening ({', '.join(f'{k}={v}' for k, v in mix.items())}); "
              "filling routing tables")
-    _, seconds = _gather_timed([shard.fill.remote(everyone) for shard in shards])
+    _, seconds = _gather_timed([shard.fill.remote(everyone, len(handle.ghosts), listing) for shard in shards])
     progress("testbed: filled " + ", ".join(f"{label} in {t:.1f}s" for label, t in zip(labels, seconds)))
     handle.ready_seconds = time.monotonic() - started
     progress(f"testbed: {len(handle.peers)} peers ready in {handle.ready_seconds:.1f}s")

@@ -19,7 +19,7 @@ and both drivers build on them: ``parsec.net.strategies`` over libp2p streams an
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .crawl import Crawler, CrawlResult, random_key_bytes_with_cpl
 from .estimator import NetworkSizeEstimator, bucket_fill_for
@@ -101,16 +101,18 @@ class OptimisticFleet(EngineFleet):
     name: ClassVar[str] = "optprov"
     provide_strategy: ClassVar[str] = "optimistic"
 
-    def __init__(self, routing: RoutingTable, *, rpc_timeout: float = 10.0) -> None:
+    def __init__(self, routing: RoutingTable, *, rpc_timeout: float = 10.0,
+                 rules: Literal["parsec", "go"] = "parsec") -> None:
         super().__init__(routing, rpc_timeout=rpc_timeout)
         self.estimator = NetworkSizeEstimator(k=self.k)
         self.pool = BackgroundPool()
+        self.rules = rules
 
     def provide_operation(self, target: Key, now: float) -> ProvideOperation:
         assert self.estimator is not None
         return OptimisticProvide(target, self.seeds(target), now=now, k=self.k, rpc_timeout=self.rpc_timeout,
                                  self_peer=self.me, estimator_thresholds=self.estimator.thresholds(now),
-                                 pool=self.pool, stall_timeout=OPTPROV_STALL_TIMEOUT)
+                                 pool=self.pool, stall_timeout=OPTPROV_STALL_TIMEOUT, rules=self.rules)
 
     def provide_extra(self, now: float) -> dict[str, Any]:
         assert self.estimator is not None
@@ -162,10 +164,13 @@ ENGINE_FLEETS: dict[str, type[EngineFleet]] = {
 
 
 def engine_fleet(name: str, routing: RoutingTable, *, rpc_timeout: float = 10.0,
-                 crawl_interval: float = FULLRT_CRAWL_INTERVAL) -> EngineFleet:
+                 crawl_interval: float = FULLRT_CRAWL_INTERVAL,
+                 optprov_rules: Literal["parsec", "go"] = "parsec") -> EngineFleet:
     """The policy of the engine fleet ``name`` over ``routing`` (ValueError if unknown)."""
     if name not in ENGINE_FLEETS:
         raise ValueError(f"unknown engine fleet {name!r}; known: {', '.join(ENGINE_FLEETS)}")
     if name == "fullrt":
         return FullTableFleet(routing, rpc_timeout=rpc_timeout, refresh=crawl_interval)
+    if name == "optprov":
+        return OptimisticFleet(routing, rpc_timeout=rpc_timeout, rules=optprov_rules)
     return ENGINE_FLEETS[name](routing, rpc_timeout=rpc_timeout)

@@ -387,8 +387,11 @@ class Lookup:
 
     def _followup_targets(self) -> list[Candidate]:
         """The peers the followup must settle: fixed at convergence in mode "once", the
-        current k closest not-unreachable in mode "refill"."""
-        return self._followup_set if self.followup == "once" else self._reachable(self.k)
+        current k closest neither unreachable nor stalled in mode "refill" (a stalled peer
+        makes room for the next one, as a failed one does)."""
+        if self.followup == "once":
+            return self._followup_set
+        return list(islice((c for c in self._order if c.state not in UNREACHABLE and not self._stalled(c)), self.k))
 
     def _add_providers(self, providers: Iterable[PeerRef], source: Candidate, now: float) -> None:
         for provider in providers:

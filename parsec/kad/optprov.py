@@ -39,7 +39,7 @@ from typing import ClassVar, Literal
 
 from .keyspace import Key, PeerRef
 from .lookup import Lookup
-from .lookup_types import LookupResult
+from .lookup_types import Followup, LookupResult
 from .stores import StoreSet, StoreState
 
 RequestKind = Literal["find_node", "get_providers", "add_provider"]
@@ -256,6 +256,11 @@ class ProvideOperation:
         every store settled (go's classic provide waits for all)."""
         return self._stores.pending == 0
 
+    def _answer_decided(self) -> bool:
+        """Whether the stores the caller's answer waits for are decided before the final
+        ones are (default: no — the answer waits for the final stores)."""
+        return False
+
     def _returnable_since(self) -> float:
         """When the condition of ``_may_return`` started to hold (default: now)."""
         return self._now
@@ -286,7 +291,7 @@ class ProvideOperation:
         if self.done:
             return
         ready = self._stopped or self._stores_final
-        if ready and self._returnable_at is None and (self._stopped or self._may_return()):
+        if (ready or self._answer_decided()) and self._returnable_at is None and (self._stopped or self._may_return()):
             self._returnable_at = self._returnable_since()
         if ready and self._stores.pending == 0:
             if self._returnable_at is None:
@@ -312,12 +317,13 @@ class ClassicProvide(ProvideOperation):
         rpc_timeout: float = 10.0,
         self_peer: PeerRef | None = None,
         stall_timeout: float | None = None,
+        followup: Followup = "once",
     ) -> None:
         super().__init__(key_hash, now=now, rpc_timeout=rpc_timeout)
         self.k = k
         self._lookup = Lookup(
             key_hash, seeds, now=now, goal="closest", alpha=alpha, beta=beta, k=k,
-            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout,
+            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout, followup=followup,
         )  # fmt: skip
         self._progress()
         self._update()

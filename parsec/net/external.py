@@ -233,9 +233,12 @@ class ExternalPeers:
 
     # -- commands --------------------------------------------------------------------
 
-    def fill(self, everyone: list[WirePeer], timeout: float = 600.0) -> dict:
-        """Fill every local routing table directly from the whole testbed's peers."""
-        return self._request({"cmd": "fill", "peers": [wire_peer_to_json(p) for p in everyone]}, timeout=timeout)
+    def fill(self, everyone: list[WirePeer], ghosts: int = 0, listing: float = 1.0, timeout: float = 600.0) -> dict:
+        """Fill every local routing table directly from the whole testbed's peers; the last
+        ``ghosts`` are unreachable ids, each listed by a table with probability ``listing``
+        (the programs draw as ``parsec.stale.lists`` does)."""
+        return self._request({"cmd": "fill", "peers": [wire_peer_to_json(p) for p in everyone], "ghosts": ghosts,
+                              "listing": listing}, timeout=timeout)
 
     def provide(self, peer_index: int, key: bytes, timeout: float = 180.0) -> dict:
         """Peer ``peer_index`` provides ``key`` (a sha2-256 multihash) with its own DHT code."""

@@ -28,6 +28,8 @@ def add_simulate_command(commands) -> None:
     p = commands.add_parser("simulate", help="simulate the public DHT (25,000 peers) with the same strategy code")
     p.add_argument("--peers", help="reachable DHT servers (default 25000)")
     p.add_argument("--unreachable", help="share of all peer ids that never answer a dial (default 0.45)")
+    p.add_argument("--stale-entries", help="share of a routing table's entries that are unreachable ids "
+                                           "(default 0.15, RFM 19)")
     p.add_argument("--churn", help="median online session of a peer, e.g. 2h (default); 0 disables churn")
     p.add_argument("--latency", help="region RTT matrix: 'default' (parsec/data/region-rtt.json) or a JSON file")
     p.add_argument("--population", help="where the DHT's peers are: 'public' (default), 'matrix' or "
@@ -38,6 +40,7 @@ def add_simulate_command(commands) -> None:
     p.add_argument("--dial-rtts", help="round trips a new connection costs (default 1: QUIC; 2: TCP + Noise)")
     p.add_argument("--unresponsive", help="share of reachable peers that never answer a request (default 0)")
     p.add_argument("--fleets", help="comma-separated: default,optprov,fullrt (default all three)")
+    p.add_argument("--optprov-rules", help="optprov's rules: 'parsec' (default) or 'go' (go-libp2p-kad-dht's)")
     p.add_argument("--regions", help="server regions, comma-separated (default the matrix's seven)")
     p.add_argument("--servers-per-region", help="servers per fleet and region (default 1)")
     p.add_argument("--rounds", help="rounds per fleet (default 14: each region publishes twice)")
@@ -89,10 +92,11 @@ def _settings(args: argparse.Namespace):
 
     output = None if args.output is None else (None if args.output.lower() == "none" else args.output)
     given = {
-        "peers": args.peers, "unreachable": args.unreachable, "churn_session": args.churn,
+        "peers": args.peers, "unreachable": args.unreachable,
+        "stale_entries": args.stale_entries, "churn_session": args.churn,
         "latency_matrix": args.latency, "population": args.population, "jitter": args.jitter,
         "access_rtt": args.access_rtt, "dial_timeout": args.dial_timeout, "dial_rtts": args.dial_rtts,
-        "unresponsive": args.unresponsive, "fleets": args.fleets,
+        "unresponsive": args.unresponsive, "fleets": args.fleets, "optprov_rules": args.optprov_rules,
         "regions": args.regions, "servers_per_region": args.servers_per_region, "rounds": args.rounds,
         "interval": args.interval, "probes": args.probes, "seed": args.seed, "output": output,
     }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from parsec.kad import PeerRef, RoutingTable, key_of
 from parsec.kad.crawl import CrawlResult
@@ -88,14 +88,15 @@ class SimServer:
     """One server: ``id`` (as ``nodes_ecs.id``), ``fleet``, ``region``; see the module docstring."""
 
     def __init__(self, network: SimNetwork, *, node_id: int, fleet: str, region: str, region_index: int,
-                 me: PeerRef, deadlines: Deadlines, crawl: SharedCrawl | None = None) -> None:
+                 me: PeerRef, deadlines: Deadlines, crawl: SharedCrawl | None = None,
+                 optprov_rules: Literal["parsec", "go"] = "parsec") -> None:
         self.id = node_id
         self.fleet = fleet
         self.region = region
         self.network = network
         self.deadlines = deadlines
         routing = RoutingTable(me, k=network.transport.k)
-        self.policy: EngineFleet = engine_fleet(fleet, routing, rpc_timeout=deadlines.rpc)
+        self.policy: EngineFleet = engine_fleet(fleet, routing, rpc_timeout=deadlines.rpc, optprov_rules=optprov_rules)
         self.client = Endpoint(me, region_index, routing=routing)
         self.shared_crawl = crawl
         self.joined = False

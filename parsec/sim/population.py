@@ -9,15 +9,19 @@ million for 45,000 ids) — and a FIND_NODE answer is a slice of it found by two
 
 Routing tables are a **fill model**, not oracle-perfect and not simulated joins (25,000
 joins with refreshes would cost more than the run): bucket ``c`` of a peer (the ids sharing
-exactly ``c`` leading bits with it) holds ``min(k, |bucket range|)`` peers drawn uniformly
-at random, without replacement, from *all* ids in that range, reachable or not. So deep
-buckets hold every id near the peer, far buckets a random ``k`` of a huge range (routing
-then takes the usual ``≈ log2(N/k)/log2(k)``-ish hops, not one), and the unreachable share
-of the ids is, in expectation, the unreachable share of every table — the stale entries of
-the real network (as the testbed fills its tables with ghosts). The tables are static: a
-real peer evicts an entry that failed and refills the bucket with another, stale, one, so
-the steady-state share of stale entries is what the model fixes. The measured servers
-(``parsec.sim.node``) are different: they hold real ``RoutingTable``s built by joining.
+exactly ``c`` leading bits with it) holds ``min(k, |bucket range|)`` reachable peers drawn
+uniformly at random, without replacement, from the reachable ids in that range. So deep
+buckets hold every peer near the owner, far buckets a random ``k`` of a huge range (routing
+then takes the usual ``≈ log2(N/k)/log2(k)``-ish hops, not one). Unreachable ids are the
+stale entries, listed as ``parsec.stale`` models them: each table lists each unreachable
+id of its buckets' ranges with a probability that makes ``stale_entries`` (RFM 19: 15 %) of
+a bucket's entries stale — few tables list a given dead id, as on the public DHT, where
+crawls see many dead ids but each table holds few. Without ``stale_entries`` every
+unreachable id is a candidate of every table like a reachable one, so every table is as
+stale as the population (45 %: the pessimistic model). The tables are static: a real peer
+evicts an entry that failed and in time lists another stale one, so the steady-state share
+of stale entries is what the model fixes. The measured servers (``parsec.sim.node``) are
+different: they hold real ``RoutingTable``s built by joining.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 
 from parsec.kad import KEY_BITS, Key, PeerRef
 from parsec.kad.fullrt import closest_in_sorted
+from parsec.stale import listing_probability
 
 ID_PREFIX = b"\x00\x24\x08\x01\x12\x20"
 """A simulated peer id: an identity multihash of an ed25519 public key's protobuf, as real
@@ -62,10 +67,12 @@ class Population:
 
     @classmethod
     def build(cls, peers: int, unreachable: float, *, k: int, region_weights: Sequence[float],
-              access_rtt: float, access_sigma: float, seed: int) -> Population:
+              access_rtt: float, access_sigma: float, seed: int, stale_entries: float | None = None) -> Population:
         """``peers`` reachable peers plus as many unreachable ids as make ``unreachable``
         of all ids, placed by ``region_weights`` with lognormal extra round trips, and the
-        reachable peers' tables filled (module docstring). Deterministic in ``seed``."""
+        reachable peers' tables filled (module docstring) with ``stale_entries`` of their
+        entries unreachable (``parsec.stale``; None: the population's share). Deterministic
+        in ``seed``."""
         if not 0 <= unreachable < 1:
             raise ValueError(f"unreachable must be in [0, 1), got {unreachable}")
         rng = np.random.default_rng(seed)
@@ -84,7 +91,12 @@ class Population:
         reachable = np.ascontiguousarray(is_reachable[order])
         keys = [ref.key for ref in refs]
         owners = np.flatnonzero(reachable)
-        members, bounds = fill_tables(keys, owners, k, rng)
+        stale = None
+        if stale_entries is not None and ghosts:
+            q = listing_probability(peers, ghosts, stale_entries)
+            if q < 1:  # a full bucket's k draws of a range's ghosts, each kept so ≈ s of it is stale
+                stale = (reachable, q, min(1.0, stale_entries / (1 - stale_entries)))
+        members, bounds = fill_tables(keys, owners, k, rng, stale=stale)
         entry_keys = np.array(keys, dtype=object)[members].tolist()  # the same objects, shared
         entry_refs = np.array(refs, dtype=object)[members].tolist()
         tables: list[tuple[list[Key], list[PeerRef]] | None] = [None] * total
@@ -180,12 +192,20 @@ def _closest_in_run(keys: list[Key], refs: list[PeerRef], low: Key, width: int, 
     return heapq.nsmallest(wanted, refs[start:end], key=lambda ref: ref.key ^ target)
 
 
-def fill_tables(keys: Sequence[int], owners: np.ndarray, k: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+def fill_tables(keys: Sequence[int], owners: np.ndarray, k: int, rng: np.random.Generator, *,
+                stale: tuple[np.ndarray, float, float] | None = None) -> tuple[np.ndarray, list[int]]:
     """Every owner's table: per common-prefix length ``c``, ``min(k, m)`` of the ``m`` ids
     sharing exactly ``c`` leading bits with it, drawn uniformly without replacement.
     Returns ``(members, bounds)``: owner ``j``'s entries (indices, in key order) are
     ``members[bounds[j]:bounds[j+1]]``.
+
+    ``stale`` — ``(reachable mask, q, p)`` — lists unreachable ids the way ``parsec.stale``
+    models them: the buckets are filled from the reachable ids alone, and then each
+    unreachable id of a bucket's range is listed with probability ``q`` (where the range
+    has no more than ``k`` of them; where it has more, ``k`` are drawn and each kept with
+    probability ``p``, so a full bucket holds its ``k`` reachable entries plus ≈ ``k·p``
+    stale ones). None: every id is a candidate of every table, so each table's stale share
+    is the population's.
 
     Vectorised over owners per depth ``c``: the ids of bucket ``c`` are the contiguous run
     of the sorted keys whose top ``c + 1`` bits are the owner's top ``c`` bits and the
@@ -195,9 +215,30 @@ def fill_tables(keys: Sequence[int], owners: np.ndarray, k: int,
     total = len(keys)
     top = np.fromiter((key >> (KEY_BITS - 64) for key in keys), dtype=np.uint64, count=total)
     owner_top = top[owners]
-    positions = np.arange(len(owners))
+    depths = min(_deepest_shared_prefix(keys) + 1, 64)
+    if stale is None:
+        pairs = _bucket_picks(top, owner_top, k, depths, rng)
+    else:
+        reachable, whole_keep, sampled_keep = stale
+        live, dead = np.flatnonzero(reachable), np.flatnonzero(reachable == 0)
+        pairs = _bucket_picks(top[live], owner_top, k, depths, rng)
+        pairs[1] = live[pairs[1]]
+        ghosts = _bucket_picks(top[dead], owner_top, k, depths, rng, keep=(whole_keep, sampled_keep))
+        ghosts[1] = dead[ghosts[1]]
+        pairs = np.concatenate([pairs, ghosts], axis=1)
+    combined = pairs[0] * total + pairs[1]  # one sort by (owner, member): lexsort is ~10x slower
+    combined.sort()
+    bounds = np.searchsorted(combined, np.arange(len(owners) + 1) * total).tolist()
+    return combined % total, bounds
+
+
+def _bucket_picks(top: np.ndarray, owner_top: np.ndarray, k: int, depths: int, rng: np.random.Generator,
+                  keep: tuple[float, float] | None = None) -> np.ndarray:
+    """``fill_tables``' draws from the sorted ids ``top``: (owner position, id index) pairs;
+    ``keep`` thins the picks of whole ranges and of sampled ones with those probabilities."""
+    positions = np.arange(len(owner_top))
     picks: list[np.ndarray] = []  # (owner position, member index) pairs, per depth
-    for c in range(min(_deepest_shared_prefix(keys) + 1, 64)):
+    for c in range(depths):
         shift = np.uint64(63 - c)
         base = ((owner_top >> shift) ^ np.uint64(1)) << shift
         last = base + ((np.uint64(1) << shift) - np.uint64(1))
@@ -207,16 +248,21 @@ def fill_tables(keys: Sequence[int], owners: np.ndarray, k: int,
         if whole.any():  # a bucket with room for every id of its range takes them all
             counts = size[whole]
             offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-            picks.append(np.stack([np.repeat(positions[whole], counts), np.repeat(start[whole], counts) + offsets]))
+            picks.append(_thin(np.stack([np.repeat(positions[whole], counts), np.repeat(start[whole], counts)
+                                         + offsets]), keep and keep[0], rng))
         sampled = size > k
         if sampled.any():
             draws = _distinct_draws(size[sampled], k, rng)
-            picks.append(np.stack([np.repeat(positions[sampled], k), (draws + start[sampled, None]).ravel()]))
-    pairs = np.concatenate(picks, axis=1) if picks else np.zeros((2, 0), dtype=np.int64)
-    combined = pairs[0] * total + pairs[1]  # one sort by (owner, member): lexsort is ~10x slower
-    combined.sort()
-    bounds = np.searchsorted(combined, np.arange(len(owners) + 1) * total).tolist()
-    return combined % total, bounds
+            picks.append(_thin(np.stack([np.repeat(positions[sampled], k), (draws + start[sampled, None]).ravel()]),
+                               keep and keep[1], rng))
+    return np.concatenate(picks, axis=1) if picks else np.zeros((2, 0), dtype=np.int64)
+
+
+def _thin(pairs: np.ndarray, keep: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Each pair kept with probability ``keep`` (None: all)."""
+    if keep is None or keep >= 1:
+        return pairs
+    return pairs[:, rng.random(pairs.shape[1]) < keep]
 
 
 def _distinct_draws(size: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

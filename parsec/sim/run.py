@@ -90,10 +90,11 @@ class Simulation:
         weights = population_weights(settings, self.model)
         regions = server_regions(settings, self.model)
         self.say(f"building {settings.peers:,} reachable peers + {settings.unreachable:.0%} unreachable ids "
-                 f"(seed {settings.seed})")
+                 f"({settings.stale_entries:.0%} of table entries; seed {settings.seed})")
         self.population = Population.build(
             settings.peers, settings.unreachable, k=settings.k, region_weights=weights,
             access_rtt=settings.access_rtt, access_sigma=settings.access_sigma, seed=settings.seed,
+            stale_entries=settings.stale_entries,
         )  # fmt: skip
         self.loop = EventLoop()
         self.network = SimNetwork(self.loop, self.population, self.model,
@@ -111,6 +112,7 @@ class Simulation:
                     self.servers.append(SimServer(
                         self.network, node_id=len(self.servers) + 1, fleet=fleet, region=region,
                         region_index=self.model.index(region), me=self._identity(), deadlines=deadlines, crawl=crawl,
+                        optprov_rules=settings.optprov_rules,
                     ))  # fmt: skip
         self.stats.build_s = time.perf_counter() - started
         self.say(f"network: {len(self.population):,} ids, {self.population.entries():,} table entries, "

@@ -6,9 +6,11 @@ each with its source; ``bench/calibrate.py --sensitivity`` shows which of them m
 results and how far):
 
 - ``peers`` 25,000 reachable DHT servers (the size of the public DHT's server set), plus
-  ``unreachable`` 0.45: that share of all peer ids — and so of every routing table's
-  entries — never answers a dial (≈45 % of the addresses Nebula crawls saw were never
-  reachable), and a dial to one costs ``dial_timeout`` 5 s (go-libp2p's dial timeout).
+  ``unreachable`` 0.45: that share of all peer ids never answers a dial (≈45 % of the
+  addresses Nebula crawls saw were never reachable), and a dial to one costs ``dial_timeout`` 5 s (go-libp2p's dial timeout).
+  ``stale_entries`` 0.15: the share of a routing table's entries that are such ids
+  (ProbeLab RFM 19: ≈15 % in non-full buckets); few tables list a given dead id
+  (``parsec.stale``).
   After a failed dial the peer is in go-libp2p's dial backoff (``dial_backoff``).
 - ``churn_session`` 2 h: reachable peers alternate online sessions and offline gaps with
   this median (half of the new peers leave within 2 h, ProbeLab RFM 2), as the testbed.
@@ -28,11 +30,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from parsec.config import DEFAULT_STATE_DIR, CsvList, Seconds, ServerSettings
+from parsec.stale import STALE_ENTRIES
 
 SIM_FLEETS = ("default", "optprov", "fullrt")
 """The fleets the simulator runs: the engine's (other implementations run only for real)."""
@@ -56,6 +60,8 @@ class SimSettings(BaseSettings):
 
     peers: int = Field(25_000, ge=30, le=1_000_000, description="reachable DHT servers")
     unreachable: float = Field(0.45, ge=0, lt=1, description="share of all peer ids that never answer a dial")
+    stale_entries: float = Field(STALE_ENTRIES, ge=0, lt=1, description="share of a routing table's entries that "
+                                 "are unreachable ids (RFM 19: ≈0.15); ≥ unreachable: every table lists every one")
     unresponsive: float = Field(0.0, ge=0, lt=1, description="share of reachable peers that accept "
                                 "connections but never answer a request (no published figure)")
     dial_timeout: Seconds = Field(5.0, gt=0)
@@ -74,6 +80,8 @@ class SimSettings(BaseSettings):
     connection_idle: Seconds = Field(30.0, description="a connection unused this long is closed")
     k: int = Field(20, ge=2, le=64)
     fleets: CsvList = Field(default_factory=lambda: list(SIM_FLEETS), min_length=1)
+    optprov_rules: Literal["parsec", "go"] = Field("parsec", description="the optprov fleet's rules: parsec's "
+                                                   "(default) or go-libp2p-kad-dht's (OptimisticProvide)")
     regions: CsvList = Field(default_factory=list, description="server regions; default: the matrix's "
                              "regions of non-zero weight (the testbed's seven)")
     servers_per_region: int = Field(1, ge=1, le=16)

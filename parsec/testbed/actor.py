@@ -34,14 +34,17 @@ class TestbedShardActor:
     def start(self) -> list[WirePeer]:
         return self.shard.start()
 
-    def fill(self, everyone: list[WirePeer]) -> dict:
-        return self.shard.fill(everyone)
+    def fill(self, everyone: list[WirePeer], ghosts: int = 0, listing: float = 1.0) -> dict:
+        return self.shard.fill(everyone, ghosts, listing)
 
     def start_churn(self) -> bool:
         return self.shard.start_churn()
 
     def offline(self) -> list[int]:
         return self.shard.offline()
+
+    def holders(self, key: bytes) -> list[bytes]:
+        return self.shard.holders(key)
 
     def stats(self) -> dict:
         return self.shard.stats()
@@ -82,8 +85,8 @@ class ExternalShardActor:
     def start(self) -> list[WirePeer]:
         return self.peers.start()
 
-    def fill(self, everyone: list[WirePeer]) -> dict:
-        return self.peers.fill(everyone)
+    def fill(self, everyone: list[WirePeer], ghosts: int = 0, listing: float = 1.0) -> dict:
+        return self.peers.fill(everyone, ghosts, listing)
 
     def start_churn(self) -> bool:
         """Let peers leave and come back (``spec.churn_session``), as the py shard does,

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 
 import trio
@@ -25,6 +26,7 @@ from parsec.net.node import DhtNode
 from parsec.net.wire import FIND_NODE
 from parsec.net.wire import WirePeer
 from parsec.churn import ChurnSchedule
+from parsec.stale import lists
 
 log = logging.getLogger("parsec.testbed")
 
@@ -67,7 +69,9 @@ class PeerShard:
         self._ports: list[int] = []
         self._leave: list[trio.Event] = []
         self._by_id: dict[bytes, WirePeer] = {}
-        self._refs: list[PeerRef] = []
+        self._refs: list[PeerRef] = []  # the fill list's reachable peers
+        self._ghost_refs: list[PeerRef] = []  # and its unreachable ids
+        self._listing = 1.0  # the chance that a table lists a given unreachable id
         self._churn: ChurnSchedule | None = None
         self._loop = TrioThread(f"testbed-{spec.index}")
 
@@ -79,9 +83,11 @@ class PeerShard:
         self._loop.start_service(self._serve)
         return [node.self_wire() for node in self.nodes]
 
-    def fill(self, everyone: list[WirePeer]) -> dict[str, float]:
-        """Fill every routing table with standard k-buckets from the whole peer set."""
-        return self._loop.run_sync(self._fill, everyone)
+    def fill(self, everyone: list[WirePeer], ghosts: int = 0, listing: float = 1.0) -> dict[str, float]:
+        """Fill every routing table with standard k-buckets from the whole peer set; its
+        last ``ghosts`` entries are unreachable ids, each of which a table lists with
+        probability ``listing`` (``parsec.stale``)."""
+        return self._loop.run_sync(self._fill, everyone, ghosts, listing)
 
     def start_churn(self) -> bool:
         """Let peers leave and come back (``spec.churn_session``); False when it is 0."""
@@ -96,6 +102,12 @@ class PeerShard:
     def offline(self) -> list[int]:
         """Indexes of the peers that left and have not come back (churn)."""
         return self._loop.run_sync(self._offline)
+
+    def holders(self, key: bytes) -> list[bytes]:
+        """Ids of this shard's peers holding a provider record for the multihash ``key``:
+        where a provide's records really landed (benchmarks judge strategies by it)."""
+        now = time.time()
+        return self._loop.run_sync(lambda: [node.me.peer_id for node in self.nodes if node.providers.get(key, now)])
 
     def cut_off(self, regions: list[str]) -> int:
         """Cut these regions off (``[]`` restores them): every kad message of this shard's
@@ -178,14 +190,18 @@ class PeerShard:
                 else:
                     self._leave[transition.index].set()
 
-    def _fill(self, everyone: list[WirePeer]) -> dict[str, float]:
+    def _fill(self, everyone: list[WirePeer], ghosts: int, listing: float) -> dict[str, float]:
         self._by_id = {peer.peer_id: peer for peer in everyone}
-        self._refs = [PeerRef.from_id(peer.peer_id) for peer in everyone]  # hashed once, not per node
+        refs = [PeerRef.from_id(peer.peer_id) for peer in everyone]  # hashed once, not per node
+        split = len(refs) - ghosts
+        self._refs, self._ghost_refs, self._listing = refs[:split], refs[split:], listing
         sizes = [self._fill_one(node) for node in self.nodes]
         return {"peers": len(self.nodes), "mean_rt": sum(sizes) / max(len(sizes), 1)}
 
     def _fill_one(self, node: DhtNode) -> int:
-        node.routing.fill_from(ref for ref in self._refs if ref.peer_id != node.me.peer_id)
+        me = node.me.peer_id
+        listed = [ref for ref in self._ghost_refs if lists(me, ref.peer_id, self._listing)]
+        node.routing.fill_from(ref for ref in self._refs + listed if ref.peer_id != me)
         for ref in node.routing.peers():
             node.learn(self._by_id[ref.peer_id])
         return len(node.routing)

@@ -11,7 +11,9 @@
 // ({"id":…,"ok":true,…} or {"id":…,"ok":false,"error":"…"}); commands run concurrently
 // and replies may come out of order:
 //
-//	{"cmd":"fill","peers":[{"id","addrs"}...]}       fill every routing table directly
+//	{"cmd":"fill","peers":[{"id","addrs"}...],       fill every routing table directly; the
+//	 "ghosts":n,"listing":q}                          last n peers are unreachable ids, each
+//	                                                  listed by a table with probability q
 //	{"cmd":"provide","peer":i,"key":"<hex multihash>","timeout_s":180}
 //	{"cmd":"find_first_provider","peer":i,"key":"<hex multihash>","timeout_s":60}
 //	{"cmd":"bootstrap","peer":i,"peers":[{"id","addrs"}...],"timeout_s":60}
@@ -75,6 +77,8 @@ type command struct {
 	Key      string          `json:"key"`
 	TimeoutS float64         `json:"timeout_s"`
 	Peers    []PeerJSON      `json:"peers"`
+	Ghosts   int             `json:"ghosts"`  // fill: the last Ghosts peers are unreachable ids
+	Listing  *float64        `json:"listing"` // fill: the chance a table lists one (default 1)
 	GC       bool            `json:"gc"`
 	Kind     string          `json:"kind"`
 	Path     string          `json:"path"`
@@ -240,7 +244,11 @@ func handle(ctx context.Context, peers *Peers, out *output, cmd command) {
 	}
 	switch cmd.Cmd {
 	case "fill":
-		res, err := peers.Fill(cmd.Peers)
+		listing := 1.0
+		if cmd.Listing != nil {
+			listing = *cmd.Listing
+		}
+		res, err := peers.Fill(cmd.Peers, cmd.Ghosts, listing)
 		debug.FreeOSMemory() // filling leaves much garbage behind: give it back now
 		reply(res, err)
 	case "provide":

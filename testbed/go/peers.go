@@ -56,6 +56,7 @@ type Peers struct {
 
 	fillMu    sync.RWMutex
 	fillAddrs map[peer.ID][]ma.Multiaddr // addresses given by fill: never forgotten for RT peers
+	listing   float64                    // the last fill's chance that a table lists a ghost
 
 	churn churnState // who is offline, their ports, the last fill list (churn.go)
 }
@@ -215,6 +216,21 @@ type candidate struct {
 	key    kb.ID
 	prefix uint64 // the key's first 64 bits: XOR of two prefixes ranks peers by distance
 	addrs  []ma.Multiaddr
+	ghost  bool // an unreachable id: listed by a table only if listsGhost says so
+}
+
+// listsGhost: whether the table of peer owner lists unreachable id ghost, a fixed draw per
+// pair with the given probability: the first 8 bytes of sha256(owner || ghost), big-endian,
+// below probability * 2^64 (parsec.stale.lists draws the same way for the py peers).
+func listsGhost(owner, ghost peer.ID, probability float64) bool {
+	if probability >= 1 {
+		return true
+	}
+	if probability <= 0 {
+		return false
+	}
+	sum := sha256.Sum256(append([]byte(owner), []byte(ghost)...))
+	return float64(binary.BigEndian.Uint64(sum[:8])) < probability*18446744073709551616.0
 }
 
 // parsePeers reads peers of the control protocol ({"id","addrs"}); a trailing /p2p/<id>
@@ -250,15 +266,25 @@ func parsePeers(given []PeerJSON) ([]candidate, error) {
 // offered closest to the local key first, so each bucket keeps the closest peers of its
 // range as the py testbed does; passes repeat while the table keeps unfolding. Addresses
 // go to the peerstore without expiry, for the peers that made it into the table only.
-func (ps *Peers) Fill(given []PeerJSON) (map[string]any, error) {
+//
+// The last ghosts of the given peers are unreachable ids; each table lists each of them
+// with probability listing (parsec.stale: few tables list a given dead id).
+func (ps *Peers) Fill(given []PeerJSON, ghosts int, listing float64) (map[string]any, error) {
 	cands, err := parsePeers(given)
 	if err != nil {
 		return nil, err
+	}
+	if ghosts < 0 || ghosts > len(cands) || listing < 0 || listing > 1 {
+		return nil, fmt.Errorf("bad fill: %d ghosts of %d peers, listing %g", ghosts, len(cands), listing)
+	}
+	for i := len(cands) - ghosts; i < len(cands); i++ {
+		cands[i].ghost = true
 	}
 	ps.fillMu.Lock()
 	for _, c := range cands {
 		ps.fillAddrs[c.id] = c.addrs
 	}
+	ps.listing = listing
 	ps.fillMu.Unlock()
 	ps.churn.remember(cands)
 
@@ -302,8 +328,11 @@ func (ps *Peers) fillOne(p *Peer, cands []candidate, order []candidate) int {
 	// then keep the k closest of every common-prefix length: all a standard table can hold,
 	// so the table is offered ~k*log2(N/k) peers instead of all N
 	order = order[:0]
+	ps.fillMu.RLock()
+	listing := ps.listing
+	ps.fillMu.RUnlock()
 	for _, c := range cands {
-		if c.id != self {
+		if c.id != self && (!c.ghost || listsGhost(self, c.id, listing)) {
 			order = append(order, c)
 		}
 	}

@@ -13,7 +13,9 @@
 // (with --latency, each entry also carries "region"). Then one JSON command per stdin line,
 // each with an "id" echoed in its reply, handled concurrently:
 //
-//   fill                {"cmd":"fill","peers":[{"id","addrs"}…]}
+//   fill                {"cmd":"fill","peers":[{"id","addrs"}…],"ghosts":n,"listing":q}
+//                       (the last n peers are unreachable ids, each listed by a table
+//                       with probability q; default 0 and 1)
 //                                      → {"peers","known","mean_rt","min_rt","max_rt","mean_standard_buckets"}
 //   provide             {"cmd":"provide","peer":i,"key":"<hex multihash>","timeout_s":180}
 //                                                    → {"duration_ns","error","add_provider_sent","rpcs"}
@@ -464,8 +466,9 @@ function prefix48 (kadId) {
  * beside mean_standard_buckets, what was offered). FIND_NODE answers come from that
  * table, unchanged; peers learned later at run time join it the stock js way (ping first).
  */
-async function fillNode (node, everyone) {
+async function fillNode (node, everyone, listing = 1) {
   const dht = node.services.dht
+  const selfBytes = node.peerId.toMultihash().bytes
   const kb = dht.routingTable.kb
   const selfKad = kb.localPeer?.kadId ?? kadIdOf(node.peerId)
   const selfId = node.peerId.toString()
@@ -477,6 +480,7 @@ async function fillNode (node, everyone) {
   for (let i = 0; i < everyone.length; i++) {
     const peer = everyone[i]
     if (peer.text === selfId) continue
+    if (peer.ghost && !listsGhost(selfBytes, peer.bytes, listing)) continue
     gaps[i] = (peer.hi ^ selfHi) * 16777216 + (peer.lo ^ selfLo)
     order.push(i)
   }
@@ -513,16 +517,35 @@ async function fillNode (node, everyone) {
   return { size: dht.routingTable.size, offered: chosen.length }
 }
 
-async function fill (nodes, list) {
+/**
+ * Whether the table of the peer with multihash bytes `owner` lists the unreachable id
+ * `ghost`: a fixed draw per pair, the first 8 bytes of sha256(owner || ghost) (big-endian)
+ * below probability * 2^64 — as parsec.stale.lists and the Go program draw.
+ */
+function listsGhost (owner, ghost, probability) {
+  if (probability >= 1) return true
+  if (probability <= 0) return false
+  const draw = createHash('sha256').update(owner).update(ghost).digest().readBigUInt64BE(0)
+  return Number(draw) < probability * 18446744073709551616
+}
+
+/** fill: the last `ghosts` of `list` are unreachable ids, each listed by a table with probability `listing`. */
+async function fill (nodes, list, ghosts = 0, listing = 1) {
   if (!Array.isArray(list)) throw new Error('fill needs "peers": [{"id","addrs"}…]')
+  if (!Number.isInteger(ghosts) || ghosts < 0 || ghosts > list.length || !(listing >= 0 && listing <= 1)) {
+    throw new Error(`bad fill: ${ghosts} ghosts of ${list.length} peers, listing ${listing}`)
+  }
   const everyone = parsePeerList(list)
+  const ghostIds = new Set(list.slice(list.length - ghosts).map(entry => String(entry.id)))
+  for (const peer of everyone) peer.ghost = ghostIds.has(peer.text)
   churn.lastFill = everyone // what a rejoining peer's table is filled from
+  churn.listing = listing
   const sizes = []
   const offered = []
   await withoutStackTraces(async () => {
     for (let i = 0; i < nodes.length; i++) {
       if (churn.offline.has(i)) continue // filled when it rejoins
-      const { size, offered: count } = await fillNode(nodes[i], everyone)
+      const { size, offered: count } = await fillNode(nodes[i], everyone, listing)
       sizes.push(size)
       offered.push(count)
     }
@@ -563,7 +586,8 @@ function parsePeerList (list) {
     const kadId = kadIdOf(id)
     const [hi, lo] = prefix48(kadId)
     // key: where a peer store keeps this peer's record (@libp2p/peer-store's layout)
-    everyone.push({ id, text, kadId, hi, lo, multiaddrs, key: new Key(`/peers/${id.toCID().toString()}`), record: null })
+    everyone.push({ id, text, kadId, hi, lo, multiaddrs, key: new Key(`/peers/${id.toCID().toString()}`), record: null,
+      bytes: id.toMultihash().bytes, ghost: false })
   }
   return everyone
 }
@@ -792,7 +816,7 @@ function refreshTableOnce (dht, signal) {
 // churn: when peers leave and come back is decided by the Python side
 // (parsec.churn.ChurnSchedule); these carry the orders out.
 
-const churn = { offline: new Set(), ports: [], lastFill: null, busy: new Map() }
+const churn = { offline: new Set(), ports: [], lastFill: null, listing: 1, busy: new Map() }
 
 /** Leaves and restarts of one peer run one after another (a rejoin's self-query does not count). */
 function onePeerAtATime (index, work) {
@@ -821,7 +845,7 @@ async function restart (nodes, index) {
   } catch (err) {
     throw new Error(`peer ${index} could not restart on port ${churn.ports[index]}: ${errorText(err)}`)
   }
-  if (churn.lastFill != null) await withoutStackTraces(() => fillNode(node, churn.lastFill))
+  if (churn.lastFill != null) await withoutStackTraces(() => fillNode(node, churn.lastFill, churn.listing))
   nodes[index] = node
   churn.offline.delete(index)
   return { node, started }
@@ -938,7 +962,7 @@ async function main () {
   process.on('SIGINT', () => { exit(0) })
 
   const commands = {
-    fill: cmd => fill(nodes, cmd.peers),
+    fill: cmd => fill(nodes, cmd.peers, cmd.ghosts ?? 0, cmd.listing ?? 1),
     provide: cmd => provide(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 180)),
     find_first_provider: cmd => findFirstProvider(nodeAt(nodes, cmd.peer), parseKey(cmd.key), timeoutOf(cmd, 60)),
     bootstrap: cmd => bootstrap(nodeAt(nodes, cmd.peer), cmd.peers, timeoutOf(cmd, 60)),

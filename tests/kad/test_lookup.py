@@ -326,6 +326,20 @@ def test_followup_refill_replaces_failed_peers_until_the_top_k_responded() -> No
     assert walk.state_of(P(4)) is PeerState.ABANDONED
 
 
+def test_followup_refill_lets_the_next_peer_in_when_one_stalls() -> None:
+    """A stalled request (a dial to a dead entry) makes room in the k closest, as a failure
+    does: otherwise a walk with a stall timeout settles for the k closest with the stalled
+    ones among them and never asks the live peers behind them."""
+    walk = lookup(1, 2, 3, 4, 5, alpha=1, beta=1, k=3, followup="refill", stall_timeout=1.0, rpc_timeout=5.0)
+    walk.poll(0.0)
+    walk.on_response(P(1), [], 0.1)
+    assert walk.poll(0.1) == Ps(2, 3)
+    walk.on_response(P(3), [], 0.2)  # P(2) says nothing: at 1.1 it stalls
+    assert walk.poll(1.1) == [P(4)]  # P(4) enters the top 3 that must answer
+    walk.on_response(P(4), [], 1.2)
+    assert walk.done and walk.result.closest == Ps(1, 3, 4)
+
+
 def test_stop_ends_the_lookup_without_followup() -> None:
     walk = lookup(1, 2, 3, alpha=2)
     walk.poll(0.0)

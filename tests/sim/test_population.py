@@ -41,6 +41,37 @@ def test_unreachable_ids_are_stale_entries_in_the_share_of_the_population(popula
     assert unreachable / len(entries) == pytest.approx(0.45, abs=0.02)
 
 
+def test_with_stale_entries_each_table_lists_few_dead_ids_and_every_live_one_it_has_room_for() -> None:
+    population = Population.build(1500, 0.45, k=20, region_weights=[1], access_rtt=0.0, access_sigma=0.0, seed=3,
+                                  stale_entries=0.15)
+    listed_by: dict[int, int] = {}
+    dead_entries = total = 0
+    for owner in population.reachable_indices:
+        table = population.table(owner)
+        total += len(table)
+        for peer in table:
+            index = population.index_of[peer]
+            if not population.reachable[index]:
+                dead_entries += 1
+                listed_by[index] = listed_by.get(index, 0) + 1
+        own = population.keys[owner]
+        live_by_cpl: dict[int, int] = {}
+        for index in population.reachable_indices:
+            if index != owner:
+                cpl = 256 - (own ^ population.keys[index]).bit_length()
+                live_by_cpl[cpl] = live_by_cpl.get(cpl, 0) + 1
+        held_live: dict[int, int] = {}
+        for peer in table:
+            if population.reachable[population.index_of[peer]]:
+                cpl = 256 - (own ^ peer.key).bit_length()
+                held_live[cpl] = held_live.get(cpl, 0) + 1
+        assert held_live == {cpl: min(20, n) for cpl, n in live_by_cpl.items()}
+    assert dead_entries / total == pytest.approx(0.15, abs=0.02)
+    dead_ids = len(population) - 1500
+    # a dead id is listed by a few tables, a live one by many
+    assert dead_entries / dead_ids < 0.25 * (total - dead_entries) / 1500
+
+
 def test_answers_are_the_brute_force_closest_of_the_table(population: Population) -> None:
     rng = random.Random(2)
     for owner in rng.sample(population.reachable_indices, 30):
