@@ -8,7 +8,7 @@ testbed's version of each):
   testbed's), then one round trip for request and answer. A connection unused for
   ``connection_idle`` seconds is gone.
 - An **unreachable** id never answers the dial: the request fails after ``dial_timeout``
-  (5 s, go-libp2p's), as dials to the testbed's black holes do.
+  (5 s by default; see ``SimSettings``), as dials to the testbed's black holes do.
 - A peer that **left** (churn) refuses the dial: failure after one round trip.
 - A failed dial removes the peer from the requester's routing table (go-libp2p-kad-dht does;
   so does ``DhtNode._dial``), and puts the peer in **dial backoff** as go-libp2p's swarm does

@@ -7,7 +7,9 @@ results and how far):
 
 - ``peers`` 25,000 reachable DHT servers (the size of the public DHT's server set), plus
   ``unreachable`` 0.45: that share of all peer ids never answers a dial (≈45 % of the
-  addresses Nebula crawls saw were never reachable), and a dial to one costs ``dial_timeout`` 5 s (go-libp2p's dial timeout).
+  addresses Nebula crawls saw were never reachable), and a dial to one costs ``dial_timeout``
+  5 s (go-libp2p's swarm gives local addresses 5 s and public ones 15 s; with 15 s classic
+  provide takes 2.4× the published 7–10 s, see README "Simulate the public network").
   ``stale_entries`` 0.15: the share of a routing table's entries that are such ids
   (ProbeLab RFM 19: ≈15 % in non-full buckets); few tables list a given dead id
   (``parsec.stale``).
