@@ -381,17 +381,17 @@ class Lookup:
     def _in_state(self, state: PeerState) -> Iterable[Candidate]:
         return (c for c in self._order if c.state is state)
 
-    def _reachable(self, n: int) -> list[Candidate]:
-        """The ``n`` closest candidates not unreachable."""
-        return list(islice((c for c in self._order if c.state not in UNREACHABLE), n))
+    def _reachable(self, n: int, *, stalled: bool = True) -> list[Candidate]:
+        """The ``n`` closest candidates not unreachable (and, with ``stalled=False``, not
+        stalled either)."""
+        return list(islice((c for c in self._order
+                            if c.state not in UNREACHABLE and (stalled or not self._stalled(c))), n))
 
     def _followup_targets(self) -> list[Candidate]:
         """The peers the followup must settle: fixed at convergence in mode "once", the
         current k closest neither unreachable nor stalled in mode "refill" (a stalled peer
         makes room for the next one, as a failed one does)."""
-        if self.followup == "once":
-            return self._followup_set
-        return list(islice((c for c in self._order if c.state not in UNREACHABLE and not self._stalled(c)), self.k))
+        return self._followup_set if self.followup == "once" else self._reachable(self.k, stalled=False)
 
     def _add_providers(self, providers: Iterable[PeerRef], source: Candidate, now: float) -> None:
         for provider in providers:

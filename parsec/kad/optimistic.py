@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 from .keyspace import Key, PeerRef, normalized_distance
 from .lookup import Lookup
-from .lookup_types import Followup, LookupResult
+from .lookup_types import LookupResult
 from .optprov import ClassicProvide, Strategy
 from .stores import BackgroundPool, StoreState
 
@@ -88,14 +88,11 @@ class OptimisticProvide(ClassicProvide):
         pool: BackgroundPool | None = None,
         stall_timeout: float | None = None,
         rules: Literal["parsec", "go"] = "parsec",
-        followup: Followup | None = None,
     ) -> None:
         if rules not in ("parsec", "go"):
             raise ValueError(f"unknown optimistic-provide rules {rules!r}")
         if rules == "go":
             return_counts, stall_timeout = "completions", None
-        if followup is None:
-            followup = "once" if rules == "go" else "refill"
         self.rules = rules
         if return_after < 1:
             raise ValueError(f"return_after must be >= 1, got {return_after}")
@@ -112,7 +109,8 @@ class OptimisticProvide(ClassicProvide):
         self._leases = 0
         super().__init__(
             key_hash, seeds, now=now, alpha=alpha, beta=beta, k=k,
-            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout, followup=followup,
+            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout,
+            followup="once" if rules == "go" else "refill",
         )  # fmt: skip
 
     @property
