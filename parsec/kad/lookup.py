@@ -184,8 +184,10 @@ class Lookup:
         self._last_response_at = now
         self._add_providers(providers, candidate, now)
         if self._phase == "walk" or self.followup == "refill":
+            known, hop = self._candidates, candidate.hop + 1
             for closer_peer in islice(closer, 2 * self.k):
-                self._hear(closer_peer, hop=candidate.hop + 1, referrer=peer)
+                if closer_peer not in known:  # most answers repeat peers already heard of
+                    self._hear(closer_peer, hop=hop, referrer=peer)
         self._update()
 
     def on_failure(self, peer: PeerRef, now: float, error: str = "") -> None:

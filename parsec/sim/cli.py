@@ -36,8 +36,11 @@ def add_simulate_command(commands) -> None:
                                         "region=weight,… e.g. eu-central-1=45,us-east-1=20")
     p.add_argument("--jitter", help="per-message delay σ as a fraction (default 0.1)")
     p.add_argument("--access-rtt", help="median extra round trip per peer, e.g. 20ms (default)")
-    p.add_argument("--dial-timeout", help="what a dial to an unreachable peer costs (default 5s)")
-    p.add_argument("--dial-rtts", help="round trips a new connection costs (default 1: QUIC; 2: TCP + Noise)")
+    p.add_argument("--dial-timeout", help="what a dial to an unreachable peer costs (default 15s)")
+    p.add_argument("--dial-refused", help="share of unreachable ids whose dial is refused after one round trip "
+                                          "instead of timing out (default 0.4)")
+    p.add_argument("--dial-rtts", help="round trips a new connection costs before the request (default 2: "
+                                       "QUIC handshake + go-libp2p's wait for identify)")
     p.add_argument("--unresponsive", help="share of reachable peers that never answer a request (default 0)")
     p.add_argument("--fleets", help="comma-separated: default,optprov,fullrt (default all three)")
     p.add_argument("--optprov-rules", help="optprov's rules: 'parsec' (default) or 'go' (go-libp2p-kad-dht's)")
@@ -96,6 +99,7 @@ def _settings(args: argparse.Namespace):
         "stale_entries": args.stale_entries, "churn_session": args.churn,
         "latency_matrix": args.latency, "population": args.population, "jitter": args.jitter,
         "access_rtt": args.access_rtt, "dial_timeout": args.dial_timeout, "dial_rtts": args.dial_rtts,
+        "dial_refused": args.dial_refused,
         "unresponsive": args.unresponsive, "fleets": args.fleets, "optprov_rules": args.optprov_rules,
         "regions": args.regions, "servers_per_region": args.servers_per_region, "rounds": args.rounds,
         "interval": args.interval, "probes": args.probes, "seed": args.seed, "output": output,

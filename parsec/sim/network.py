@@ -8,7 +8,9 @@ testbed's version of each):
   testbed's), then one round trip for request and answer. A connection unused for
   ``connection_idle`` seconds is gone.
 - An **unreachable** id never answers the dial: the request fails after ``dial_timeout``
-  (5 s by default; see ``SimSettings``), as dials to the testbed's black holes do.
+  (5 s by default; see ``SimSettings``), as dials to the testbed's black holes do — except
+  the share ``refused`` of them (drawn once per id), whose dial fails after one round trip
+  (a host that is up with the port closed resets the connection).
 - A peer that **left** (churn) refuses the dial: failure after one round trip.
 - A failed dial removes the peer from the requester's routing table (go-libp2p-kad-dht does;
   so does ``DhtNode._dial``), and puts the peer in **dial backoff** as go-libp2p's swarm does
@@ -18,7 +20,9 @@ testbed's version of each):
   off (py-libp2p, under the testbed, has no dial backoff).
 - An **unresponsive** peer (share ``unresponsive`` of the reachable ones; off by default:
   there is no published figure) accepts the connection and never answers a request, which
-  then costs the RPC timeout; ADD_PROVIDERs to it are written (and stored) all the same.
+  then fails ``read_timeout`` after it was written (go-libp2p-kad-dht's 10 s read timeout;
+  ``None``: never, the requester's own RPC timeout settles it); ADD_PROVIDERs to it are
+  written (and stored) all the same.
 - ADD_PROVIDER has no answer: it succeeds once written (after the dial, if one was needed)
   and the record is at the holder one one-way delay later.
 - Round trip between two peers: the region matrix's RTT (each direction with the
@@ -69,6 +73,7 @@ class Transport:
     connection_idle: float = 30.0
     k: int = 20
     backoff_base: float = 5.0
+    read_timeout: float | None = None
 
     def backoff(self, failures: int) -> float:
         """go-libp2p's swarm: BackoffBase + BackoffCoef × failures², at most BackoffMax."""
@@ -79,7 +84,7 @@ class SimNetwork:
     """Computes each request's outcome and schedules its arrival on the loop."""
 
     def __init__(self, loop: EventLoop, population: Population, latency: LatencyModel, transport: Transport,
-                 rng: random.Random, *, unresponsive: float = 0.0) -> None:
+                 rng: random.Random, *, unresponsive: float = 0.0, refused: float = 0.0) -> None:
         self.loop = loop
         self.population = population
         self.latency = latency
@@ -89,6 +94,10 @@ class SimNetwork:
         reachable = population.reachable_indices
         for index in random.Random(rng.random()).sample(reachable, round(unresponsive * len(reachable))):
             self.silent[index] = 1
+        self.refuses = bytearray(len(population))  # 1: an unreachable id whose dial is refused at once
+        ghosts = [i for i in range(len(population)) if not population.reachable[i]]
+        for index in random.Random(rng.random()).sample(ghosts, round(refused * len(ghosts))):
+            self.refuses[index] = 1
         # holder index → key → provider → when the record reached the holder
         self.records: dict[int, dict[Key, dict[PeerRef, float]]] = {}
         self.rpcs = 0
@@ -130,11 +139,11 @@ class SimNetwork:
             failures, until = client.backoff.get(index, (0, -1.0))
             if until > now:
                 return 0.0, _BACKOFF
-        if not population.reachable[index]:
+        if not population.reachable[index] and not self.refuses[index]:
             self._dial_failed(client, peer, index, now + transport.dial_timeout)
             return transport.dial_timeout, self._dial_timeout_error
         there, back = self._round_trip(client, index)
-        if not population.online[index]:
+        if not population.online[index]:  # left (churn), or an unreachable id that refuses
             client.connections.pop(index, None)
             self._dial_failed(client, peer, index, now + there + back)
             return there + back, _REFUSED
@@ -147,7 +156,9 @@ class SimNetwork:
         arrives = now + dial + there
         if self.silent[index]:
             client.connections[index] = now + dial + transport.connection_idle
-            return 0.0, _SILENCE
+            if transport.read_timeout is None:
+                return 0.0, _SILENCE
+            return dial + transport.read_timeout, ([], [], f"no answer within {transport.read_timeout:g}s")
         closer = population.closest(index, target, transport.k, exclude=client.me.key)
         providers: list[PeerRef] = []
         if kind == "get_providers":

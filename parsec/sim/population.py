@@ -189,7 +189,8 @@ def _closest_in_run(keys: list[Key], refs: list[PeerRef], low: Key, width: int, 
     end = bisect.bisect_left(keys, low + width, start)
     if end - start <= wanted:
         return refs[start:end]
-    return heapq.nsmallest(wanted, refs[start:end], key=lambda ref: ref.key ^ target)
+    distances = [key ^ target for key in keys[start:end]]  # keys are distinct: no ties to order
+    return [refs[start + i] for i in heapq.nsmallest(wanted, range(end - start), key=distances.__getitem__)]
 
 
 def fill_tables(keys: Sequence[int], owners: np.ndarray, k: int, rng: np.random.Generator, *,

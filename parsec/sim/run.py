@@ -99,8 +99,9 @@ class Simulation:
         self.loop = EventLoop()
         self.network = SimNetwork(self.loop, self.population, self.model,
                                   Transport(settings.dial_timeout, settings.connection_idle, settings.k,
-                                            settings.dial_backoff),
-                                  random.Random(f"{settings.seed}/network"), unresponsive=settings.unresponsive)
+                                            settings.dial_backoff, settings.read_timeout),
+                                  random.Random(f"{settings.seed}/network"), unresponsive=settings.unresponsive,
+                                  refused=settings.dial_refused)
         self.churn = Churn(self.loop, self.population, settings.churn_session, random.Random(f"{settings.seed}/churn"))
         self.rng = random.Random(f"{settings.seed}/run")
         deadlines = Deadlines(settings.rpc_timeout, settings.provide_timeout, settings.retrieve_timeout)

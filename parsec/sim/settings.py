@@ -8,12 +8,20 @@ results and how far):
 - ``peers`` 25,000 reachable DHT servers (the size of the public DHT's server set), plus
   ``unreachable`` 0.45: that share of all peer ids never answers a dial (≈45 % of the
   addresses Nebula crawls saw were never reachable), and a dial to one costs ``dial_timeout``
-  5 s (go-libp2p's swarm gives local addresses 5 s and public ones 15 s; with 15 s classic
-  provide takes 2.4× the published 7–10 s, see README "Simulate the public network").
+  15 s (go-libp2p's swarm dial timeout for public addresses; 5 s is its local one).
   ``stale_entries`` 0.15: the share of a routing table's entries that are such ids
   (ProbeLab RFM 19: ≈15 % in non-full buckets); few tables list a given dead id
   (``parsec.stale``).
+  ``dial_refused`` 0.4: that share of the unreachable ids fails fast instead — the dial is
+  refused after one round trip (a host that is up, its port closed). Nebula's crawls log
+  both "connection refused" and "i/o timeout" among the top dial errors; no published
+  figure gives the split, so the share is calibrated: it sets how many classic provides
+  wait for three dial timeouts in a row, the published p90 tail (``bench/calibrate.py``).
   After a failed dial the peer is in go-libp2p's dial backoff (``dial_backoff``).
+- ``rpc_timeout`` 25 s: go-libp2p-kad-dht bounds a request by the dial (≤ 15 s) and then
+  ``read_timeout`` 10 s for the answer (its read-message timeout), not by one deadline —
+  an engine deadline of 25 s lets the wire's own timeouts decide, as they do in go. (Our
+  servers' default is one 10 s deadline, ``PARSEC_SIM_RPC_TIMEOUT=10`` models them.)
 - ``churn_session`` 2 h: reachable peers alternate online sessions and offline gaps with
   this median (half of the new peers leave within 2 h, ProbeLab RFM 2), as the testbed.
 - Latency: the testbed's region matrix (``parsec/data/region-rtt.json``, CloudPing p50
@@ -22,9 +30,10 @@ results and how far):
   servers are hosted in data centres, Balduf et al. 2023) and every message a jitter
   factor ``1 + jitter·N(0,1)`` (CloudPing p90 is 5–20 % above p50). ``population`` says
   where the DHT's peers are (an assumption, see ``PUBLIC_POPULATION``).
-- A new connection costs ``dial_rtts`` 1 round trip before the request: go-libp2p dials
-  QUIC first (one round trip to a secure connection; TCP + Noise, the testbed's model, is
-  2). A connection unused for ``connection_idle`` is gone (remote peers' connection
+- A new connection costs ``dial_rtts`` 2 round trips before the request: go-libp2p's QUIC
+  handshake (one round trip to a secure connection), then its ``BasicHost.NewStream``
+  waits for identify to finish on the new connection before opening the DHT stream (one
+  more). A connection unused for ``connection_idle`` is gone (remote peers' connection
   managers trim idle connections).
 """
 
@@ -43,14 +52,18 @@ from parsec.stale import STALE_ENTRIES
 SIM_FLEETS = ("default", "optprov", "fullrt")
 """The fleets the simulator runs: the engine's (other implementations run only for real)."""
 
-PUBLIC_POPULATION = "us-east-1=15,us-east-2=5,us-west-1=10,eu-central-1=45,ap-south-1=11,ap-southeast-2=9," \
-                    "af-south-1=1,sa-east-1=4"
-"""Where the simulated DHT's peers are, by the matrix's regions (relative weights). An
-assumption, not a measurement: continental shares of Europe ≈45 %, North America ≈30 %,
-Asia-Pacific ≈20 % (split between the matrix's two Asian regions), South America ≈4 %,
-Africa ≈1 % — most public DHT servers are in Europe and North America (ProbeLab's weekly
-geolocation plots put Germany and the US on top). ``matrix`` uses the matrix file's own
-weights (the testbed's: equal for the seven server regions)."""
+PUBLIC_POPULATION = "us-east-1=10,us-east-2=2,us-west-1=28,eu-central-1=48,ap-south-1=6,ap-southeast-2=3," \
+                    "af-south-1=1,sa-east-1=2"
+"""Where the simulated DHT's peers are, by the matrix's regions (relative weights). Most
+public DHT servers are in Europe and North America (ProbeLab's weekly geolocation plots
+put Germany and the US on top); the shares are calibrated to the published TTFPR per
+region, not measured: Europe 48 %, North America 40 %, Asia-Pacific 9 % (split between
+the matrix's two Asian regions), South America 2 %, Africa 1 %. The fit wants most of
+North America's peers near us-west-1 (its published 0.32 s p50 is half of what a round
+trip to Europe with a new connection costs) and half of all peers near Frankfurt
+(eu-central-1's 0.15 s) — where in North America the peers are is not published.
+``matrix`` uses the matrix file's own weights (the testbed's: equal for the seven server
+regions)."""
 
 _SERVER_DEFAULTS = ServerSettings.model_fields
 
@@ -66,12 +79,18 @@ class SimSettings(BaseSettings):
                                  "are unreachable ids (RFM 19: ≈0.15); ≥ unreachable: every table lists every one")
     unresponsive: float = Field(0.0, ge=0, lt=1, description="share of reachable peers that accept "
                                 "connections but never answer a request (no published figure)")
-    dial_timeout: Seconds = Field(5.0, gt=0)
+    dial_timeout: Seconds = Field(15.0, gt=0, description="what a dial to an unreachable id costs "
+                                  "(go-libp2p's public-address dial timeout)")
     dial_backoff: Seconds = Field(5.0, description="go-libp2p's dial backoff base after a failed dial "
                                   "(+1 s × failures², ≤ 5 min); 0: none, as py-libp2p")
-    dial_rtts: float = Field(1.0, ge=0, le=10, description="round trips a new connection costs before the "
-                             "request (QUIC: 1; TCP + Noise: 2, the testbed's)")
-    rpc_timeout: Seconds = Field(_SERVER_DEFAULTS["rpc_timeout"].default, gt=0)
+    dial_rtts: float = Field(2.0, ge=0, le=10, description="round trips a new connection costs before the "
+                             "request (QUIC handshake + go-libp2p's identify wait: 2)")
+    dial_refused: float = Field(0.4, ge=0, le=1, description="share of the unreachable ids whose dial is "
+                                "refused after one round trip instead of timing out (calibrated)")
+    rpc_timeout: Seconds = Field(25.0, gt=0, description="the engine's deadline per request: go's dial "
+                                 "timeout + read timeout (our servers: 10 s)")
+    read_timeout: Seconds = Field(10.0, gt=0, description="an answer not read this long after the request "
+                                  "was written fails (go-libp2p-kad-dht's read-message timeout)")
     churn_session: Seconds = Field(7200.0, description="median online session and offline gap; 0: no churn")
     latency_matrix: str = Field("default", description="'default' (parsec/data/region-rtt.json) or a JSON file")
     population: str = Field("public", description="where the DHT's peers are: 'public', 'matrix' or "

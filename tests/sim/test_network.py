@@ -13,9 +13,10 @@ from parsec.sim.population import Population
 MATRIX = LatencyModel(regions=("a", "b"), rtt_ms=((10.0, 100.0), (100.0, 10.0)), weights=(1.0, 1.0), dial_rtts=2.0)
 
 
-def network(*, transport: Transport = Transport(), unresponsive: float = 0.0) -> SimNetwork:
+def network(*, transport: Transport = Transport(), unresponsive: float = 0.0, refused: float = 0.0) -> SimNetwork:
     population = Population.build(400, 0.4, k=20, region_weights=[1, 1], access_rtt=0.0, access_sigma=0.0, seed=1)
-    return SimNetwork(EventLoop(), population, MATRIX, transport, random.Random(1), unresponsive=unresponsive)
+    return SimNetwork(EventLoop(), population, MATRIX, transport, random.Random(1), unresponsive=unresponsive,
+                      refused=refused)
 
 
 def client(net: SimNetwork, region: int = 0, routing: bool = False) -> Endpoint:
@@ -102,3 +103,29 @@ def test_an_unresponsive_peer_never_answers() -> None:
     net = network(unresponsive=1.0)
     took, outcome = ask(net, client(net), peer_where(net, reachable=True))
     assert outcome is None  # the requester's own RPC timeout settles it
+
+
+def test_with_a_read_timeout_an_unresponsive_peer_fails_that_long_after_the_request() -> None:
+    net = network(transport=Transport(read_timeout=10.0), unresponsive=1.0)
+    took, (closer, _, error) = ask(net, client(net, region=0), peer_where(net, reachable=True, region=1))
+    assert error == "no answer within 10s" and closer == []
+    assert took == pytest.approx(2 * 0.100 + 10.0)  # connected (2 round trips), then 10 s of silence
+
+
+def test_the_refused_share_of_unreachable_ids_fails_after_one_round_trip_the_rest_time_out() -> None:
+    net = network(transport=Transport(dial_timeout=5.0), refused=0.25)
+    population = net.population
+    ghosts = [i for i in range(len(population)) if not population.reachable[i]]
+    refusing = [i for i in ghosts if net.refuses[i]]
+    assert len(refusing) == round(0.25 * len(ghosts))
+    assert not any(net.refuses[i] for i in population.reachable_indices)
+    who = client(net, region=0, routing=True)
+    fast = population.refs[next(i for i in refusing if population.region[i] == 1)]
+    slow = population.refs[next(i for i in ghosts if not net.refuses[i])]
+    who.routing.add(fast)
+    took, (closer, _, error) = ask(net, who, fast)
+    assert error == "dial failed: connection refused" and closer == []
+    assert took == pytest.approx(0.100)  # one round trip to the far region
+    assert fast not in who.routing  # a failed dial all the same: out of the table, into backoff
+    assert ask(net, who, fast)[1][2] == "dial backoff"
+    assert ask(net, who, slow)[0] == pytest.approx(5.0)

@@ -96,6 +96,7 @@ def test_parsec_simulate_runs_and_writes(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("argv, message", [
     (["--peers", "5"], "PARSEC_SIM_PEERS"),
     (["--peers", "lots"], "PARSEC_SIM_PEERS"),
+    (["--dial-refused", "1.5"], "PARSEC_SIM_DIAL_REFUSED"),
     (["--fleets", "default,go"], "unknown fleet 'go'"),
     (["--regions", "moon-1", "--peers", "300"], "unknown region(s) moon-1"),
     (["--population", "eu=1", "--peers", "300"], "population names regions the matrix lacks: eu"),
