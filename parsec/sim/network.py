@@ -8,9 +8,9 @@ testbed's version of each):
   testbed's), then one round trip for request and answer. A connection unused for
   ``connection_idle`` seconds is gone.
 - An **unreachable** id never answers the dial: the request fails after ``dial_timeout``
-  (5 s by default; see ``SimSettings``), as dials to the testbed's black holes do — except
-  the share ``refused`` of them (drawn once per id), whose dial fails after one round trip
-  (a host that is up with the port closed resets the connection).
+  (``SimSettings``: 15 s, go-libp2p's for public addresses), as dials to the testbed's
+  black holes do — except the share ``refused`` of them (drawn once per id), whose dial
+  fails after one round trip (a host that is up with the port closed resets it).
 - A peer that **left** (churn) refuses the dial: failure after one round trip.
 - A failed dial removes the peer from the requester's routing table (go-libp2p-kad-dht does;
   so does ``DhtNode._dial``), and puts the peer in **dial backoff** as go-libp2p's swarm does
