@@ -25,9 +25,10 @@ Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
   first named it: seeds are hop 1, peers named by a hop-h peer are hop h+1
   (``provider_path`` follows the referrers back).
 * ``stall_timeout`` (off by default, as in go): a request unanswered that long frees its
-  slot, is skipped by the convergence rule and settles the followup as a failure would, but
-  its answer still counts until ``rpc_timeout`` — the Kademlia paper's "nodes that fail to
-  respond quickly are removed from consideration until and unless they do respond".
+  slot, is skipped by the convergence rule and makes room in the followup as a failure
+  would (a "refill" followup short of k answers still waits for it), but its answer still
+  counts until ``rpc_timeout`` — the Kademlia paper's "nodes that fail to respond quickly
+  are removed from consideration until and unless they do respond".
 * After every event the walk's end is checked in go's order:
     1. ``found``     — goal "providers" and ``max_providers`` distinct providers received;
     2. ``exhausted`` — no HEARD and no WAITING peer left (starvation; in a small network
@@ -444,9 +445,21 @@ class Lookup:
         elif self._phase == "followup":
             if self._enough_providers():
                 self._finish("found")
-            elif not any(c.state in PENDING and not self._stalled(c) for c in self._followup_targets()):
+            elif self._followup_settled():
                 assert self._walk_reason is not None
                 self._finish(self._walk_reason)
+
+    def _followup_settled(self) -> bool:
+        """No followup target is awaited any more. A stalled request counts as settled only
+        in mode "refill" once k peers answered in its place; with fewer (every peer the walk
+        knows was asked) it is waited for until it answers or times out, as go waits for
+        every followup request."""
+        targets = self._followup_targets()
+        if any(c.state in PENDING and not self._stalled(c) for c in targets):
+            return False
+        if self.followup != "refill" or len(targets) >= self.k:
+            return True
+        return not any(self._stalled(c) for c in self._in_flight.values())
 
     def _mark_walk_end(self) -> None:
         self._walk_ended_at = self._now

@@ -28,8 +28,10 @@ Followup = Literal["once", "refill", "off"]
   request is kept.
 - ``"refill"`` (the completion rule of rust-libp2p's ClosestPeersIter): it ends only when
   the k closest not-unreachable known peers have all RESPONDED (or no such peer is left): a
-  peer of that set that fails is replaced by the next closest, closer peers in answers are
-  followed, nothing is abandoned. Robust top-k under churn, for more RPCs.
+  peer of that set that fails or stalls is replaced by the next closest, closer peers in
+  answers are followed. Stalled requests are abandoned at the end only if k peers
+  answered in their place; otherwise they are waited for until they answer or time out,
+  as go waits for every followup request. Robust top-k under churn, for more RPCs.
 - ``"off"``: end at convergence; at most ``alpha`` requests are ever in flight.
 """
 

@@ -340,6 +340,22 @@ def test_followup_refill_lets_the_next_peer_in_when_one_stalls() -> None:
     assert walk.done and walk.result.closest == Ps(1, 3, 4)
 
 
+def test_followup_refill_waits_for_stalled_peers_when_no_one_else_is_left() -> None:
+    """Every peer the walk knows was asked and fewer than k answered: a stalled request is
+    then waited for until it answers or times out (go waits for every followup request),
+    not abandoned — a slow peer's answer still puts it among the closest."""
+    walk = lookup(1, 2, 3, 4, alpha=4, beta=1, k=4, followup="refill", stall_timeout=1.0, rpc_timeout=5.0)
+    assert walk.poll(0.0) == Ps(1, 2, 3, 4)
+    walk.on_response(P(1), [], 0.1)  # converged (beta 1); P(2), P(3), P(4) still awaited
+    walk.on_response(P(4), [], 0.2)
+    assert walk.poll(1.0) == [] and walk.phase == "followup"  # P(2), P(3) stalled, nobody left
+    assert not walk.done and walk.next_deadline() == 5.0
+    walk.on_response(P(2), [], 1.5)  # a slow peer, not a dead one
+    assert not walk.done
+    walk.poll(5.0)  # P(3) times out
+    assert walk.done and walk.result.closest == Ps(1, 2, 4) and walk.result.timeouts == 1
+
+
 def test_stop_ends_the_lookup_without_followup() -> None:
     walk = lookup(1, 2, 3, alpha=2)
     walk.poll(0.0)

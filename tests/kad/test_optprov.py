@@ -148,6 +148,59 @@ def test_the_answer_does_not_wait_for_the_refill_followup() -> None:
     assert op.done and P(5) in op.result.holders and len(op.result.store_targets) == 21
 
 
+@pytest.mark.parametrize("individual", [0.5, 9.5], ids=["no-early-stores", "9-early-stores"])
+def test_stores_settled_before_the_refill_answers_do_not_answer_the_caller(individual: float) -> None:
+    """The race seen on loopback: the walk converges on 10 answers, the 10 closest that
+    answered get the record, and all 10 stores succeed before the followup's FIND_NODEs
+    answer. 10 of 10 settled is not 15: the list of stores is not final while the refill
+    runs, so the caller waits for the 15th success."""
+    seeds = Ps(*range(1, 21))
+    op = optimistic(seeds, (individual * UNIT, 1.0 * UNIT), alpha=10)
+    assert kinds(op.poll(0.0)) == {"find_node": Ps(*range(1, 11))}
+    for number in range(10, 1, -1):  # peers 10 … 2 answer
+        op.on_response(P(number), [], 0.1)
+    op.poll(0.1)  # the walk asks P(11) … P(19) with the freed slots
+    op.on_response(P(1), [], 0.2)  # converged: the refill followup asks P(20) too
+    requests = kinds(op.poll(0.2))
+    assert requests["find_node"] == [P(20)] and op.result.walk_ended_at == 0.2
+    assert set(op.result.store_targets) == set(Ps(*range(1, 11)))
+    for peer in op.result.store_targets:  # every store succeeds before anything else
+        op.on_store_done(peer, True, 0.3)
+    assert not op.returnable and op.result.stores_ok == 10
+    for number in range(11, 21):  # the followup's answers: 10 more targets
+        op.on_response(P(number), [], 0.4)
+    assert kinds(op.poll(0.4)) == {"add_provider": Ps(*range(11, 21))}
+    for number in range(11, 15):
+        op.on_store_done(P(number), True, 0.5)
+    assert not op.returnable  # 14
+    op.on_store_done(P(15), True, 0.6)
+    assert op.returnable and op.result.returnable_at == 0.6 and op.result.stores_ok == 15
+
+
+def test_slow_peers_the_refill_waits_for_get_the_record() -> None:
+    """20 seeds, 10 answer at once and 10 stall (slower than the stall timeout, alive): with
+    no one else to ask the refill waits for them instead of ending with 10 targets, so the
+    caller is answered after 15 stores, not after the first 10."""
+    seeds = Ps(*range(1, 21))
+    op = optimistic(seeds, STOP_AT_ONCE, alpha=20, stall_timeout=1.0, rpc_timeout=5.0)
+    op.poll(0.0)
+    for number in range(1, 11):
+        op.on_response(P(number), [], 0.1)
+    op.poll(0.1)
+    for number in range(1, 11):
+        op.on_store_done(P(number), True, 0.2)
+    assert op.poll(1.0) == [] and not op.returnable  # P(11) … P(20) stalled
+    for number in range(11, 21):
+        op.on_response(P(number), [], 1.5)
+    assert kinds(op.poll(1.5)) == {"add_provider": Ps(*range(11, 21))}
+    for number in range(11, 16):
+        op.on_store_done(P(number), True, 1.6)
+    assert op.returnable and op.result.stores_ok == 15
+    for number in range(16, 21):
+        op.on_store_done(P(number), True, 1.7)
+    assert op.done and len(op.result.holders) == 20
+
+
 def test_go_rules_answer_after_the_followup() -> None:
     seeds = Ps(*range(10, 30))
     op = optimistic(seeds, (0.5 * UNIT, 1.0 * UNIT), alpha=20, k=20, rules="go")
