@@ -63,6 +63,58 @@ class RpcError(Exception):
     """A request that did not get an answer: dial failure, reset, timeout, bad reply."""
 
 
+class _Channel:
+    """A stream to a peer with its reader (which may hold bytes read ahead)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.reader = wire.MessageReader(stream)
+        self.reused = False
+
+    async def exchange(self, request: Message, expect_reply: bool) -> Message | None:
+        await self.stream.write(wire.frame(request))
+        if not expect_reply:
+            return None
+        reply = await self.reader.read()
+        if reply is None:
+            raise RpcError("stream closed without a reply")
+        return reply
+
+    async def close(self) -> None:
+        try:
+            await self.stream.close()
+        except Exception:
+            pass
+
+
+class _StreamPool:
+    """Idle streams by peer, each ready for its next request (at most ``per_peer`` kept)."""
+
+    def __init__(self, per_peer: int = 2) -> None:
+        self.per_peer = per_peer
+        self._idle: dict[ID, list[_Channel]] = {}
+
+    def take(self, pid: ID) -> _Channel | None:
+        idle = self._idle.get(pid)
+        if not idle:
+            return None
+        channel = idle.pop()
+        if not idle:
+            del self._idle[pid]
+        channel.reused = True
+        return channel
+
+    def keep(self, pid: ID, channel: _Channel) -> None:
+        idle = self._idle.setdefault(pid, [])
+        if len(idle) < self.per_peer:
+            idle.append(channel)
+        # else: dropped; the remote ends its handler when the connection goes
+
+    async def drop(self, pid: ID) -> None:
+        for channel in self._idle.pop(pid, []):
+            await channel.close()
+
+
 class DhtNode:
     """One kad-dht server peer: routing table, provider store, inbound handler, RPCs."""
 
@@ -94,6 +146,7 @@ class DhtNode:
         self.region = latency.region_index_of(self.me.peer_id) if latency else None
         self._rng = random.Random(self.me.key)
         self._ids: dict[bytes, ID] = {}
+        self._streams = _StreamPool()
         self.inbound_requests = 0
 
     # -- identity and address book -------------------------------------------------
@@ -140,6 +193,7 @@ class DhtNode:
     async def forget(self, peer_id: bytes) -> None:
         """Close connections to a peer and drop its addresses (unless it is in our table)."""
         pid = self.id_of(peer_id)
+        await self._streams.drop(pid)
         try:
             await self.host.disconnect(pid)
         except Exception:
@@ -241,29 +295,41 @@ class DhtNode:
             await trio.sleep(model.one_way(self.region, region, self._rng))
         return True
 
+    def connected(self, peer: PeerRef) -> bool:
+        """Whether a connection to ``peer`` is open (a request now needs no dial)."""
+        return bool(self.host.get_network().connections.get(self.id_of(peer.peer_id)))
+
     async def rpc(self, peer: PeerRef, request: Message, *, expect_reply: bool = True,
                   timeout: float | None = None) -> Message | None:
-        """One request on a new stream over a reused connection; RpcError on any failure."""
+        """One request to ``peer``; RpcError on any failure.
+
+        As go-libp2p-kad-dht's message sender, a stream is kept per peer and reused for the
+        next request once an exchange completed (a new stream costs a multistream
+        negotiation); a kept stream that turns out dead is replaced once by a fresh one.
+        A stream whose exchange did not complete is closed, never reused."""
         pid = self.id_of(peer.peer_id)
         limit = self.rpc_timeout if timeout is None else timeout
-        stream = None
+        channel: _Channel | None = None
         try:
             with trio.fail_after(limit):
-                if self.host.get_network().connections.get(pid):
-                    stream = await self.host.new_stream(pid, [self.protocol_id])
-                else:
-                    stream = await self._dial(pid, peer)
+                channel = self._streams.take(pid)
+                if channel is None:
+                    channel = await self._open(pid, peer)
                 # a request waits its one-way delay; a message without reply (ADD_PROVIDER)
                 # costs the sender nothing, as a socket write on a real link (and as the Go
                 # testbed peers do): it is only subject to loss
                 if not await self._delay_message(peer.peer_id, wait=expect_reply):
                     await trio.sleep_forever()  # lost: the caller's deadline ends it
-                await stream.write(wire.frame(request))
-                if not expect_reply:
-                    return None
-                reply = await wire.MessageReader(stream).read()
-                if reply is None:
-                    raise RpcError("stream closed without a reply")
+                try:
+                    reply = await channel.exchange(request, expect_reply)
+                except Exception:
+                    if not channel.reused:
+                        raise
+                    await channel.close()  # the kept stream was dead: once more on a fresh one
+                    channel = await self._open(pid, peer)
+                    reply = await channel.exchange(request, expect_reply)
+                self._streams.keep(pid, channel)
+                channel = None
                 return reply
         except trio.TooSlowError:
             raise RpcError(f"timeout after {limit:g}s") from None
@@ -272,9 +338,14 @@ class DhtNode:
         except Exception as error:
             raise RpcError(f"{type(error).__name__}: {error}") from None
         finally:
-            if stream is not None:
+            if channel is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    try:
-                        await stream.close()
-                    except Exception:
-                        pass
+                    await channel.close()
+
+    async def _open(self, pid: ID, peer: PeerRef) -> _Channel:
+        """A new stream to ``peer``: on the open connection, else through a dial."""
+        if self.connected(peer):
+            stream = await self.host.new_stream(pid, [self.protocol_id])
+        else:
+            stream = await self._dial(pid, peer)
+        return _Channel(stream)
