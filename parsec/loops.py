@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,12 +18,71 @@ import trio
 
 T = TypeVar("T")
 
+LAG_PERIOD = 0.01
+"""Seconds between the lag ticker's wake-ups: a stall shorter than this may go unseen."""
+
+
+class LoopLag:
+    """The stalls of one event loop, from a ticker that asks to wake every ``LAG_PERIOD``.
+
+    A wake-up ``lag`` seconds late means the loop ran nothing else for that long (another
+    task, another thread holding the GIL, or the OS not scheduling the process), so a
+    duration timed on that loop may hold up to ``lag`` of time it could not run. Pure
+    bookkeeping fed with the loop's clock; ``watch`` is the ticker.
+    """
+
+    def __init__(self, keep: float = 900.0) -> None:
+        self.keep = keep  # seconds of ticks kept (longer than any timed operation)
+        self._ticks: deque[tuple[float, float]] = deque()  # (woke at, lag), oldest first
+        self._due: float | None = None  # when the ticker's next wake-up is due
+
+    def expect(self, due: float) -> None:
+        """The ticker goes to sleep until ``due``."""
+        self._due = due
+
+    def tick(self, woke: float) -> None:
+        """The ticker woke at ``woke`` (it was due at the last ``expect``)."""
+        if self._due is None:
+            return
+        self._ticks.append((woke, max(0.0, woke - self._due)))
+        self._due = None
+        while self._ticks and self._ticks[0][0] < woke - self.keep:
+            self._ticks.popleft()
+
+    def worst(self, since: float, now: float) -> float:
+        """The longest stall (seconds) that overlapped ``[since, now]``: ticks that woke
+        from ``since`` on, and the wake-up overdue at ``now`` if the ticker is late."""
+        worst = 0.0 if self._due is None else max(0.0, now - max(self._due, since))
+        for woke, lag in reversed(self._ticks):
+            if woke < since:
+                break
+            worst = max(worst, min(lag, woke - since))  # the part of (woke - lag, woke] after since
+        return worst
+
+    async def watch(self, period: float = LAG_PERIOD, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The ticker: run it in the loop to be watched."""
+        task_status.started()
+        while True:
+            self.expect(trio.current_time() + period)
+            await trio.sleep(period)
+            self.tick(trio.current_time())
+
+
+def host_lag_ms(lag: LoopLag | None, since: float) -> float | None:
+    """The trace field ``host_lag_ms``: the longest stall of this trio loop since ``since``
+    (its clock), in milliseconds; None where the loop is not watched."""
+    if lag is None:
+        return None
+    return round(1000.0 * lag.worst(since, trio.current_time()), 1)
+
 
 class TrioThread:
-    """A trio loop in a daemon thread with a nursery for long-lived services."""
+    """A trio loop in a daemon thread with a nursery for long-lived services; with
+    ``watch_lag`` its stalls are recorded in ``lag`` (for loops that time operations)."""
 
-    def __init__(self, name: str = "trio") -> None:
+    def __init__(self, name: str = "trio", *, watch_lag: bool = False) -> None:
         self._name = name
+        self.lag: LoopLag | None = LoopLag() if watch_lag else None
         self._token: trio.lowlevel.TrioToken | None = None
         self._nursery: trio.Nursery | None = None
         self._ready = threading.Event()
@@ -48,6 +108,8 @@ class TrioThread:
         async with trio.open_nursery() as nursery:
             self._token = trio.lowlevel.current_trio_token()
             self._nursery = nursery
+            if self.lag is not None:
+                await nursery.start(self.lag.watch)
             self._ready.set()
             await trio.sleep_forever()
 

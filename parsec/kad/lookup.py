@@ -257,8 +257,14 @@ class Lookup:
         named, ..., the peer that answered with the record (empty before one arrived). Each
         was asked only after the previous one answered, so the sum of their round trips is a
         lower bound of the time to the first provider."""
+        source = self._provider_source
+        return [] if source is None else self.path_to(source.peer)
+
+    def path_to(self, peer: PeerRef) -> list[PeerRef]:
+        """The chain of peers that led to ``peer``: a seed, the peer it named, ..., ``peer``
+        (empty if never heard of). Each was asked only after the previous one answered."""
         chain: list[PeerRef] = []
-        candidate = self._provider_source
+        candidate = self._candidates.get(peer)
         while candidate is not None:
             chain.append(candidate.peer)
             candidate = None if candidate.referrer is None else self._candidates[candidate.referrer]

@@ -205,6 +205,11 @@ class ProvideOperation:
         """The caller may be answered now; stays True once reached."""
         return self._returnable_at is not None
 
+    def path_to(self, peer: PeerRef) -> list[PeerRef]:
+        """The chain of peers the walk followed to ``peer`` (``Lookup.path_to``; empty
+        without a walk)."""
+        return [] if self._lookup is None else self._lookup.path_to(peer)
+
     @property
     def fell_back(self) -> bool:
         return False

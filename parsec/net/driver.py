@@ -21,6 +21,7 @@ from parsec.kad import Lookup, LookupResult, PeerRef, key_of
 from parsec.kad.crawl import Crawler, CrawlRequest, CrawlResult
 from parsec.kad.fleets import REFRESH_CPLS, REFRESH_PERIOD, feed_estimator, refresh_keys
 from parsec.kad.optprov import ProvideOperation, ProvideResult, Request
+from parsec.kad.path_bound import PathBound
 from parsec.kad.trace import Trace, provide_error
 from parsec.net import wire
 from parsec.net.node import DhtNode, RpcError
@@ -97,10 +98,23 @@ def _providers(node: DhtNode, reply) -> list[PeerRef]:
     return found
 
 
-def _counting_rpc(node: DhtNode, trace: Trace, kind: int, key: bytes, started: float):
+def _request_cost(node: DhtNode, peer: PeerRef, *, reply: bool = True) -> float:
+    """The latency model's least cost of a request to ``peer`` sent now: the connection
+    set-up if there is no connection yet, plus a round trip if it expects an answer (an
+    ADD_PROVIDER is written and done). 0 without a model."""
+    model = node.latency
+    if model is None:
+        return 0.0
+    remote = model.region_index_of(peer.peer_id)
+    setup = 0.0 if node.connected(peer) else model.dial_delay(node.region, remote)
+    return setup + (model.rtt(node.region, remote) if reply else 0.0)
+
+
+def _counting_rpc(node: DhtNode, trace: Trace, kind: int, key: bytes, started: float, bound: PathBound):
     """``send`` for lookups: one request of ``kind`` for ``key``, counted in ``trace``."""
     async def send(peer: PeerRef):
         trace.rpcs[_rpc_name(kind)] += 1
+        bound.asked(peer, _request_cost(node, peer))
         reply = await node.rpc(peer, wire.request(kind, key))
         trace.mark_response(trio.current_time() - started)
         return reply
@@ -117,6 +131,8 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
     lookup = Lookup(target, start_seeds, now=now, goal=goal, alpha=alpha, beta=beta,
                     k=node.k, rpc_timeout=node.rpc_timeout, self_peer=node.me)
 
+    bound = PathBound()
+
     def apply(peer: PeerRef, reply, error: str) -> None:
         at = trio.current_time()
         if reply is None:
@@ -125,14 +141,17 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
         lookup.on_response(peer, _closer(node, reply), at, providers=_providers(node, reply))
         node.routing.add(peer)  # a peer that answered is a live DHT server
 
-    await _drive(lookup, _counting_rpc(node, trace, kind, key, now), apply)
+    await _drive(lookup, _counting_rpc(node, trace, kind, key, now, bound), apply)
     result = lookup.result
     trace.absorb(result)
     if result.providers and node.latency is not None:
-        # the round trips along the chain that led to the record: no walk gets there sooner
+        # the round trips along the chain that led to the record (path_rtt_s), and with the
+        # connection set-ups it needed (path_bound_s): no walk gets there sooner
         model = node.latency
+        path = lookup.provider_path()
         trace.extra["path_rtt_s"] = round(sum(model.rtt(node.region, model.region_index_of(p.peer_id))
-                                              for p in lookup.provider_path()), 4)
+                                              for p in path), 4)
+        trace.extra["path_bound_s"] = bound.retrieval(path)
     if goal == "closest":
         _feed_estimator(node, result)
     return result
@@ -149,12 +168,15 @@ async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Tr
     finish in ``background`` (or before returning, without it)."""
     started = trio.current_time()
     announce = wire.request(wire.ADD_PROVIDER, key, provider=node.self_wire())
+    bound = PathBound()
 
     async def send(request: Request):
         kind = _KIND_TO_WIRE[request.kind]
         trace.rpcs[_rpc_name(kind)] += 1
         if request.kind == "add_provider":
+            bound.stored(request.peer, _request_cost(node, request.peer, reply=False))
             return await node.rpc(request.peer, announce, expect_reply=False)
+        bound.asked(request.peer, _request_cost(node, request.peer))
         reply = await node.rpc(request.peer, wire.request(kind, key))
         trace.mark_response(trio.current_time() - started)
         return reply
@@ -166,6 +188,7 @@ async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Tr
         elif error:
             op.on_failure(request.peer, at, error)
         else:
+            bound.answered(request.peer, at)
             op.on_response(request.peer, _closer(node, reply), at, providers=_providers(node, reply))
             node.routing.add(request.peer)
 
@@ -175,6 +198,8 @@ async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Tr
     if result.lookup is not None:
         _feed_estimator(node, result.lookup)
     trace.absorb_provide(result)
+    if node.latency is not None:
+        trace.extra["path_bound_s"] = bound.provide(op.path_to, result.walk_ended_at, result.holders)
     error = provide_error(result)
     if error is not None:
         raise RpcError(error)

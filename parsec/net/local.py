@@ -13,9 +13,23 @@ from typing import Any
 
 import trio
 
-from parsec.loops import TrioThread
+from parsec.kad.trace import Trace
+from parsec.loops import TrioThread, host_lag_ms
 from parsec.net import pylibp2p
 from parsec.net.strategies import DhtStrategy, make_strategy
+
+
+def _stamp_lag(result: Any, lag_ms: float | None) -> None:
+    """Put ``host_lag_ms`` into the trace of a strategy's result (a trace, or a tuple with
+    one): the engine's ``Trace`` keeps it in ``extra``; the other fleets' traces hand out
+    their own dict from ``as_dict()``."""
+    for part in result if isinstance(result, tuple) else (result,):
+        if isinstance(part, Trace):
+            part.extra["host_lag_ms"] = lag_ms
+            return
+        if hasattr(part, "as_dict"):
+            part.as_dict()["host_lag_ms"] = lag_ms
+            return
 
 
 class LocalFleets:
@@ -29,7 +43,7 @@ class LocalFleets:
         self.latency = latency
         self.strategies: dict[str, DhtStrategy] = {}
         self.ids: dict[str, bytes] = {}
-        self.loop = TrioThread(name).start()
+        self.loop = TrioThread(name, watch_lag=True).start()
         try:
             self.loop.start_service(self._serve)
         except BaseException:
@@ -60,11 +74,15 @@ class LocalFleets:
         return self.loop.run(afn, *args)
 
     def timed(self, afn: Callable[..., Awaitable[Any]], *args: Any) -> tuple[Any, float, float]:
-        """(result, wall seconds, CPU seconds of the trio thread) of one operation."""
+        """(result, wall seconds, CPU seconds of the trio thread) of one operation; the
+        ``Trace`` in the result gets ``host_lag_ms``, as a server's does."""
         async def run() -> tuple[Any, float, float]:
+            since = trio.current_time()
             cpu, wall = time.thread_time(), time.perf_counter()
             result = await afn(*args)
-            return result, time.perf_counter() - wall, time.thread_time() - cpu
+            seconds, cpu_seconds = time.perf_counter() - wall, time.thread_time() - cpu
+            _stamp_lag(result, host_lag_ms(self.loop.lag, since))
+            return result, seconds, cpu_seconds
 
         return self.loop.run(run)
 

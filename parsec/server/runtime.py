@@ -149,7 +149,7 @@ class ServerRuntime:
         self.cmd = cmd or " ".join(sys.argv)
         self.status = ServerStatus()
         self._started_at = 0.0
-        self._trio = TrioThread("parsec-server")
+        self._trio = TrioThread("parsec-server", watch_lag=True)
         self._db = AsyncioThread("parsec-db")
         self._strategy: DhtStrategy | None = None
         self._repo = None
@@ -257,7 +257,8 @@ class ServerRuntime:
 
     async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
         config = http_config(self.settings, sock)
-        app = create_app(StrategyBackend(self._strategy, self.is_ready, self._trio.nursery.start_soon), self.settings)
+        backend = StrategyBackend(self._strategy, self.is_ready, self._trio.nursery.start_soon, lag=self._trio.lag)
+        app = create_app(backend, self.settings)
         task_status.started()
         await hypercorn_serve(app, config)
 
