@@ -67,11 +67,12 @@ async def _drive(machine, send: Callable[[Any], Awaitable[Any]], apply: Callable
                 deadline = machine.next_deadline()
                 with trio.move_on_at(deadline if deadline is not None else math.inf):
                     apply(*await outcomes_out.receive())
-                    while True:  # apply all that already arrived before polling again
+                    while not machine.done:  # apply all that already arrived before polling again
                         try:
                             apply(*outcomes_out.receive_nowait())
                         except trio.WouldBlock:
                             break
+            answered.set()  # done: the caller goes on while the stragglers are cancelled
             requests.cancel_scope.cancel()  # a finished machine abandons its stragglers
         answered.set()
 
@@ -123,8 +124,11 @@ def _counting_rpc(node: DhtNode, trace: Trace, kind: int, key: bytes, started: f
 
 
 async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal: str = "closest",
-                     seeds: list[PeerRef] | None = None, alpha: int = 10, beta: int = 3) -> LookupResult:
-    """Drive one iterative lookup for ``key`` with request type ``kind``."""
+                     seeds: list[PeerRef] | None = None, alpha: int = 10, beta: int = 3,
+                     background: trio.Nursery | None = None) -> LookupResult:
+    """Drive one iterative lookup for ``key`` with request type ``kind``; with
+    ``background``, the requests still in flight when it is done are cancelled there, after
+    the return (their streams take milliseconds to close)."""
     target = key_of(key)
     start_seeds = seeds if seeds is not None else node.routing.closest(target, node.k)
     now = trio.current_time()
@@ -141,7 +145,7 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
         lookup.on_response(peer, _closer(node, reply), at, providers=_providers(node, reply))
         node.routing.add(peer)  # a peer that answered is a live DHT server
 
-    await _drive(lookup, _counting_rpc(node, trace, kind, key, now, bound), apply)
+    await _drive(lookup, _counting_rpc(node, trace, kind, key, now, bound), apply, nursery=background)
     result = lookup.result
     trace.absorb(result)
     if result.providers and node.latency is not None:
@@ -222,15 +226,18 @@ async def run_crawl(node: DhtNode, crawler: Crawler) -> CrawlResult:
     return crawler.result
 
 
-async def find_first_provider(node: DhtNode, key: bytes, seeds: list[PeerRef] | None = None
-                              ) -> tuple[PeerRef | None, Trace]:
-    """GET_PROVIDERS walk that stops at the first provider record (TTFPR)."""
+async def find_first_provider(node: DhtNode, key: bytes, seeds: list[PeerRef] | None = None,
+                              background: trio.Nursery | None = None) -> tuple[PeerRef | None, Trace]:
+    """GET_PROVIDERS walk that stops at the first provider record (TTFPR): it returns when
+    the record arrives, as go's ``FindProvidersAsync`` hands it out; the walk's other
+    requests are cancelled in ``background`` (if given) after that."""
     trace = Trace("retrieve")
     local = node.providers.get(key, time.time())
     if local:  # go-libp2p-kad-dht answers from its own provider store first
         trace.extra["local"] = True
         return PeerRef.from_id(local[0]), trace
-    result = await run_lookup(node, key, wire.GET_PROVIDERS, trace, goal="providers", seeds=seeds)
+    result = await run_lookup(node, key, wire.GET_PROVIDERS, trace, goal="providers", seeds=seeds,
+                              background=background)
     return (result.providers[0] if result.providers else None), trace
 
 

@@ -105,7 +105,8 @@ class EngineStrategy:
         return trace
 
     async def find_first_provider(self, key: bytes) -> tuple[bytes | None, Trace]:
-        found, trace = await driver.find_first_provider(self.node, key, seeds=self._seeds(key))
+        found, trace = await driver.find_first_provider(self.node, key, seeds=self._seeds(key),
+                                                        background=self.background)
         return (found.peer_id if found else None), trace
 
     async def forget(self, peer_id: bytes) -> None:
