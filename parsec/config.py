@@ -257,6 +257,16 @@ class SchedulerSettings(BaseSettings):
                                 "(audits, bench/chaos.py) instead of dropping them")
 
 
+class ReportSettings(BaseSettings):
+    """``parsec report``: what its summary and the fleet comparison flag."""
+
+    model_config = SettingsConfigDict(env_prefix="PARSEC_REPORT_", extra="ignore")
+
+    host_lag_threshold: Seconds = Field(0.05, gt=0, description=(
+        "flag an operation whose trace says the process that timed it saw a larger event-loop lag while it ran "
+        "(host_lag_ms): its duration may be the host's, not the network's; seconds or a Go duration, e.g. 50ms"))
+
+
 class TestbedSettings(BaseSettings):
     """The local DHT network: how many peers, in how many processes, and how unreliable.
 

@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 0; the published plots used 51)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--host-lag-threshold", metavar="DURATION",
+                        help="flag operations whose trace says the process that timed them saw a larger event-loop "
+                             "lag (host_lag_ms) while they ran; seconds or a Go duration "
+                             "(default PARSEC_REPORT_HOST_LAG_THRESHOLD, else 50ms)")
     parser.add_argument("--out", default=".parsec/report", help="output folder (default .parsec/report)")
     parser.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML")
     parser.add_argument("--cell-timeout", type=float, default=600, help="seconds a cell may run (default 600)")
@@ -101,6 +105,7 @@ def _env(database) -> dict[str, str]:
 
 def selection_values(args: argparse.Namespace, start, end) -> dict:
     """The parameters every notebook may take, from the command line (window already resolved)."""
+    from parsec.analysis.bounds import threshold_ms
     from parsec.analysis.load import default_parquet_dir
 
     parquet = Path(args.parquet).expanduser() if args.parquet else default_parquet_dir()
@@ -110,6 +115,7 @@ def selection_values(args: argparse.Namespace, start, end) -> dict:
         "regions": _split(args.regions), "rt_size_min": args.rt_size_min,
         "fleet": args.fleet, "fleets": _split(args.fleets), "baseline": args.baseline,
         "n_boot": args.bootstrap, "seed": args.seed,
+        "host_lag_threshold_ms": threshold_ms(getattr(args, "host_lag_threshold", None)),
     }
 
 
@@ -128,15 +134,36 @@ def _split(text: str | None) -> list[str] | None:
     return [item.strip() for item in text.split(",") if item.strip()] or None if text else None
 
 
+def _named_fleets(values: dict) -> list[str] | None:
+    """The fleets named by ``--fleet`` and ``--fleets`` (None: every fleet)."""
+    return ([values["fleet"]] if values["fleet"] else []) + (values["fleets"] or []) or None
+
+
 def check_input(values: dict, database) -> None:
     """The notebooks' own load, reduced to counting fleets: the same errors, before any kernel.
     Every fleet named (``--fleet`` and ``--fleets``) must have measurements."""
     from parsec.analysis.load import fleet_counts
 
-    named = [values["fleet"]] if values["fleet"] else []
     fleet_counts(source=values["source"], parquet_dir=values["parquet_dir"], database=database,
-                 start=values["start"], end=values["end"], fleets=named + (values["fleets"] or []) or None,
+                 start=values["start"], end=values["end"], fleets=_named_fleets(values),
                  regions=values["regions"], rt_size_min=values["rt_size_min"])
+
+
+SUMMARY_COLUMNS = ["fleet", "kind", "duration", "outcome", "trace_host_lag_ms", "trace_path_bound_s"]
+
+
+def summary(values: dict, database) -> list[str]:
+    """The closing lines: per fleet, the share of operations timed under more host lag than
+    the threshold, and duration against the path bound per fleet and kind (`bounds`), over
+    the same selection the notebooks load (a Parquet dataset: only these columns read)."""
+    from parsec.analysis import bounds
+    from parsec.analysis.load import measurement_columns
+
+    frame = measurement_columns(SUMMARY_COLUMNS, source=values["source"], parquet_dir=values["parquet_dir"],
+                                database=database, start=values["start"], end=values["end"],
+                                fleets=_named_fleets(values), regions=values["regions"],
+                                rt_size_min=values["rt_size_min"])
+    return bounds.summary_lines(frame, values["host_lag_threshold_ms"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
         notebooks = _notebooks(args.notebook)
         output_dir = Path(args.out).expanduser().resolve()
         with _database(args) as (database, env):
-            check_input(selection_values(args, start, end), database)
+            values = selection_values(args, start, end)
+            check_input(values, database)
+            closing = summary(values, database)
             runs = [(notebook, parameters(args, notebook, output_dir, start, end)) for notebook in notebooks]
             for notebook, params in runs:
                 say(f"executing {notebook.name}")
@@ -165,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
                                  show_code=args.show_code, env=env)
                 say(f"{report.name}: {report.html} ({len(report.figures)} figures, {len(report.tables)} tables "
                      f"in {report.html.with_suffix('')})")
+            for line in closing:
+                say(line)
     except DataError as error:
         print(f"parsec report: {error}", file=sys.stderr)
         return 2

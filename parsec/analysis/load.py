@@ -11,6 +11,10 @@ The PostgreSQL loader reads the original tables (``provides_ecs``, ``retrievals_
 
 Every problem a user can cause (no dataset, an empty one, an unknown fleet, a bad time
 window) is a `DataError` whose message is one line.
+
+Parquet files are read with today's schema: a file written before a column existed (the
+trace columns ``trace_host_lag_ms`` and ``trace_path_bound_s`` were added later) reads as
+null there, as PostgreSQL rows without those values do.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from parsec.store.records import FIELDS
 
 KINDS = ("provide", "retrieval")
 COLUMNS = [*FIELDS, *TRACE_COLUMNS, "date", "outcome"]
+INT_TRACE_COLUMNS = tuple(name for name, (_, kind) in TRACE_COLUMNS.items() if pa.types.is_integer(kind))
+FLOAT_TRACE_COLUMNS = tuple(name for name in TRACE_COLUMNS if name not in INT_TRACE_COLUMNS)
 OK, NOT_FOUND, ERROR = "ok", "not found", "error"
 _DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|w)\s*$")
 
@@ -176,6 +182,12 @@ def load_parquet(root: str | Path, sel: Selection = Selection()) -> pd.DataFrame
     return normalise(_scan(_dataset(root), _parquet_filter(sel), None, root).to_pandas())
 
 
+def parquet_columns(root: str | Path, names: list[str], sel: Selection = Selection()) -> pd.DataFrame:
+    """Only the columns ``names`` of the selected measurements, reading nothing else."""
+    root = Path(root).expanduser()
+    return _scan(_dataset(root), _parquet_filter(sel), list(names), root).to_pandas()
+
+
 def parquet_fleets(root: str | Path, sel: Selection = Selection()) -> Counter:
     """Selected measurements per fleet, reading nothing but the ``fleet`` column."""
     root = Path(root).expanduser()
@@ -219,19 +231,32 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     ``outcome`` is ``ok`` (error empty), ``not found`` (the lookup ended without a
     provider) or ``error`` (anything else: timeouts, HTTP failures, cancellations).
     """
-    frame = frame.copy()
-    for name in ("scheduler_id", "node_id", "rt_size"):
-        frame[name] = frame[name].astype("int64")
-    for name in ("round", *TRACE_COLUMNS):
-        frame[name] = frame[name].astype("Int64")
-    frame["duration"] = frame["duration"].astype("float64")
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).astype("datetime64[us, UTC]")
-    for name in ("op_id", "kind", "fleet", "region", "cid", "step", "trace"):
-        frame[name] = _text(frame[name])
-    frame["error"] = _text(frame["error"], empty_is_none=True)
+    frame = _typed(frame.copy(), [*FIELDS, *TRACE_COLUMNS])
     frame["date"] = _text(frame["created_at"].dt.strftime("%Y-%m-%d"))
-    frame["outcome"] = _text(frame["error"].map(lambda e: OK if e is None else NOT_FOUND if e == NOT_FOUND else ERROR))
+    frame["outcome"] = _outcome(frame["error"])
     return frame[COLUMNS].sort_values(["created_at", "kind", "node_id"], kind="stable").reset_index(drop=True)
+
+
+def _typed(frame: pd.DataFrame, names) -> pd.DataFrame:
+    """The columns ``names`` of ``frame`` (changed in place) in COLUMNS' dtypes."""
+    for name in names:
+        if name in ("scheduler_id", "node_id", "rt_size"):
+            frame[name] = frame[name].astype("int64")
+        elif name in ("round", *INT_TRACE_COLUMNS):
+            frame[name] = frame[name].astype("Int64")
+        elif name == "duration":
+            frame[name] = frame[name].astype("float64")
+        elif name in FLOAT_TRACE_COLUMNS:  # NaN where the trace did not carry the value
+            frame[name] = pd.to_numeric(frame[name]).astype("float64")
+        elif name == "created_at":
+            frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[us, UTC]")
+        else:  # text: op_id, kind, fleet, region, cid, step, trace, error, date
+            frame[name] = _text(frame[name], empty_is_none=name == "error")
+    return frame
+
+
+def _outcome(error: pd.Series) -> pd.Series:
+    return _text(error.map(lambda e: OK if e is None else NOT_FOUND if e == NOT_FOUND else ERROR))
 
 
 def _text(column: pd.Series, *, empty_is_none: bool = False) -> pd.Series:
@@ -257,6 +282,17 @@ class Source:
 
     def frame(self, sel: Selection) -> pd.DataFrame:
         return load_parquet(self.root, sel) if self.kind == "parquet" else load_postgres(self.database, sel)
+
+    def columns(self, sel: Selection, names: list[str]) -> pd.DataFrame:
+        """``names`` (of COLUMNS) of the selected measurements in COLUMNS' dtypes, unsorted;
+        of a Parquet dataset nothing else is read (``outcome`` reads ``error``)."""
+        if self.kind != "parquet":
+            return self.frame(sel)[list(names)]
+        read = list(dict.fromkeys("error" if name == "outcome" else name for name in names))
+        frame = _typed(parquet_columns(self.root, read, sel), read)
+        if "outcome" in names:
+            frame["outcome"] = _outcome(frame["error"])
+        return frame[list(names)]
 
     def fleets(self, sel: Selection) -> Counter:
         if self.kind == "parquet":
@@ -290,6 +326,15 @@ def measurements(*, source: str = "parquet", parquet_dir: str | Path | None = No
     src.require(Counter(frame["fleet"]), sel)
     frame.attrs.update(selection=sel.describe(), source=src.where, rt_size_min=sel.rt_size_min)
     return frame
+
+
+def measurement_columns(names, *, source: str = "parquet", parquet_dir: str | Path | None = None,
+                        database: DatabaseSettings | None = None, kinds=KINDS, **params) -> pd.DataFrame:
+    """Like `measurements`, but only the columns ``names`` (e.g. ``["fleet", "kind",
+    "duration", "outcome", "trace_host_lag_ms"]``) — of a Parquet dataset nothing else is
+    read — unsorted, and possibly empty (no check for missing data)."""
+    sel = selection(kinds=kinds, **params)
+    return Source(source, parquet_dir, database).columns(sel, list(names))
 
 
 def fleet_counts(*, source: str = "parquet", parquet_dir: str | Path | None = None,

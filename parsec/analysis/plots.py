@@ -46,11 +46,13 @@ _LEVEL = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
 
 def cdf(frame: pd.DataFrame, group: str, *, title: str, xlabel: str = "duration [s]",
-        published_marks: dict[str, list[PublishedFigure]] | None = None) -> Figure:
+        published_marks: dict[str, list[PublishedFigure]] | None = None, unit: str = " s",
+        empty: str = "no successful measurements in this selection") -> Figure:
     """One empirical CDF per value of ``group`` (successes expected), p50/p90 marked on each
     curve, sample count and quantiles in the legend; ``published_marks`` ({group: [figures]})
     adds the published quantiles as hollow diamonds (a range as a segment), labelled as
-    public-network figures."""
+    public-network figures. ``unit`` follows each quantile in the legend (``"×"`` for
+    ratios); ``empty`` is written on a figure with no curve."""
     fig = Figure(figsize=SIZE, dpi=DPI)
     ax = fig.subplots()
     groups = sorted(frame[group].unique())
@@ -60,14 +62,14 @@ def cdf(frame: pd.DataFrame, group: str, *, title: str, xlabel: str = "duration 
         q = quantiles(values, (0.5, 0.9))
         color = f"C{index % 10}"
         ax.step(x, y, where="post", color=color,
-                label=f"{name} (n={len(values)}, p50 {q['p50']:.2f} s, p90 {q['p90']:.2f} s)")
+                label=f"{name} (n={len(values)}, p50 {q['p50']:.2f}{unit}, p90 {q['p90']:.2f}{unit})")
         ax.plot([q["p50"], q["p90"]], [0.5, 0.9], "o", color=color, markersize=5)
         for figure in (published_marks or {}).get(name, []):
             _published_mark(ax, figure, _LEVEL[figure.metric], color)
     if published_marks and any(published_marks.get(name) for name in groups):
         ax.plot([], [], "D", mfc="none", color="0.3", label=f"quantiles, {published.LABEL}")
     if not groups:
-        _empty(ax)
+        _empty(ax, empty)
     elif _log_scale_fits(frame["duration"]):
         ax.set_xscale("log")
     for level in (0.5, 0.9):

@@ -157,9 +157,13 @@ WITH staged AS (
     FROM fresh f JOIN staged s USING (op_id)
     WHERE f.kind = 'retrieval'
 ), traces AS (
-    INSERT INTO traces (op_id, rpc_total, hops, peers_contacted, failures, strategy, detail)
+    INSERT INTO traces (op_id, rpc_total, hops, peers_contacted, failures, strategy, host_lag_ms, path_bound_s,
+                        detail)
     SELECT f.op_id, (t.doc->>'rpc_total')::int, (t.doc->>'hops')::int, (t.doc->>'peers_contacted')::int,
-           (t.doc->>'failures')::int, t.doc->>'strategy', t.doc
+           (t.doc->>'failures')::int, t.doc->>'strategy',
+           CASE WHEN jsonb_typeof(t.doc->'host_lag_ms') = 'number' THEN (t.doc->>'host_lag_ms')::float8 END,
+           CASE WHEN jsonb_typeof(t.doc->'path_bound_s') = 'number' THEN (t.doc->>'path_bound_s')::float8 END,
+           t.doc
     FROM fresh f JOIN (SELECT op_id, trace::jsonb AS doc FROM staged WHERE trace IS NOT NULL) t USING (op_id)
 )
 SELECT count(*) FROM fresh
@@ -312,6 +316,10 @@ class Repository:
                                  rt_size_min: int = 0) -> list[dict]:
         """Result rows of one kind shaped like MeasurementRecord (plus the trace columns), for analysis.
 
+        The trace columns are ``parsec.store.parquet.TRACE_COLUMNS``: ``trace_rpc_total``,
+        ``trace_hops``, ``trace_peers_contacted``, ``trace_host_lag_ms`` and
+        ``trace_path_bound_s`` (the last two NULL where the trace did not carry them).
+
         Read from the original tables, so rows a Go scheduler wrote count too: fleet and region
         come from ``measurements`` when we wrote the row, else from the node's ``nodes_ecs`` row;
         op_id, round and the trace are NULL for rows without a ``measurements`` entry.
@@ -323,7 +331,8 @@ class Repository:
             f"SELECT m.op_id, $1::text AS kind, t.scheduler_id, t.node_id,"
             f" coalesce(m.fleet, n.fleet) AS fleet, coalesce(m.region, n.region) AS region, m.round,"
             f" t.rt_size, t.duration, t.cid, t.error, {step} AS step, t.created_at, tr.detail::text AS trace,"
-            f" tr.rpc_total AS trace_rpc_total, tr.hops AS trace_hops, tr.peers_contacted AS trace_peers_contacted"
+            f" tr.rpc_total AS trace_rpc_total, tr.hops AS trace_hops, tr.peers_contacted AS trace_peers_contacted,"
+            f" tr.host_lag_ms AS trace_host_lag_ms, tr.path_bound_s AS trace_path_bound_s"
             f" FROM {table} t JOIN nodes_ecs n ON n.id = t.node_id"
             " LEFT JOIN measurements m ON m.kind = $1 AND m.row_id = t.id"
             " LEFT JOIN traces tr ON tr.op_id = m.op_id"

@@ -17,6 +17,7 @@ yet) would. Each file is one row group.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -37,9 +38,16 @@ _TYPES = {
     "duration": pa.float64(), "cid": pa.string(), "error": pa.string(), "step": pa.string(),
     "created_at": pa.timestamp("us", tz="UTC"), "trace": pa.string(),
 }
-# Parsed from ``trace`` so analyses can filter and aggregate without decoding JSON.
+# Parsed from ``trace`` so analyses can filter and aggregate without decoding JSON: column ->
+# (trace key, type). Null where the trace lacks the key or holds no number of that type.
+# ``host_lag_ms`` (the largest event-loop lag the timing process saw during the operation)
+# and ``path_bound_s`` (the latency model's lower bound for the operation's path, on a
+# latency-emulated testbed only) come from our engine's servers; other fleets' traces and
+# files written before these columns existed lack them, and read back as null.
 TRACE_COLUMNS = {"trace_rpc_total": ("rpc_total", pa.int32()), "trace_hops": ("hops", pa.int32()),
-                 "trace_peers_contacted": ("peers_contacted", pa.int32())}
+                 "trace_peers_contacted": ("peers_contacted", pa.int32()),
+                 "trace_host_lag_ms": ("host_lag_ms", pa.float64()),
+                 "trace_path_bound_s": ("path_bound_s", pa.float64())}
 PARTITION_SCHEMA = pa.schema([pa.field("kind", pa.string()), pa.field("date", pa.string())])
 # A KeyError here means records.py gained a field: give it a Parquet type above.
 FILE_SCHEMA = pa.schema(
@@ -66,20 +74,32 @@ def partition_of(record: MeasurementRecord) -> tuple[str, str]:
     return record.kind, record.created_at.astimezone(timezone.utc).date().isoformat()
 
 
-def _trace_value(record: MeasurementRecord, key: str) -> int | None:
+def _trace_doc(record: MeasurementRecord) -> dict:
     if not record.trace:
-        return None
+        return {}
     try:
-        value = json.loads(record.trace).get(key)
-    except (ValueError, AttributeError):
+        doc = json.loads(record.trace)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _trace_value(doc: dict, key: str, kind: pa.DataType) -> int | float | None:
+    """``doc[key]`` if it fits the column: an int for integer columns; any finite number
+    (not a bool) for float columns. Else None."""
+    value = doc.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return value if isinstance(value, int) else None
+    if pa.types.is_integer(kind):
+        return value if isinstance(value, int) else None
+    return float(value) if math.isfinite(value) else None
 
 
 def _to_table(records: list[MeasurementRecord]) -> pa.Table:
     columns = {name: [getattr(record, name) for record in records] for name in FIELDS if name != "kind"}
-    for column, (key, _) in TRACE_COLUMNS.items():
-        columns[column] = [_trace_value(record, key) for record in records]
+    docs = [_trace_doc(record) for record in records]
+    for column, (key, kind) in TRACE_COLUMNS.items():
+        columns[column] = [_trace_value(doc, key, kind) for doc in docs]
     return pa.Table.from_pydict(columns, schema=FILE_SCHEMA)
 
 
@@ -178,7 +198,11 @@ def published_op_ids(root: Path, partitions: set[tuple[str, str]], since: float 
 
 
 def read_dataset(root: Path) -> pd.DataFrame:
-    """Every finished file under ``root`` as one DataFrame, with ``kind`` and ``date`` columns."""
+    """Every finished file under ``root`` as one DataFrame, with ``kind`` and ``date`` columns.
+
+    The files are read with today's ``FILE_SCHEMA``: a column an older file lacks (e.g.
+    ``trace_host_lag_ms``, added later) reads as null for its rows.
+    """
     root = Path(root)
     files = sorted(str(path) for path in root.glob("kind=*/date=*/part-*.parquet"))
     schema = pa.schema([*FILE_SCHEMA, *PARTITION_SCHEMA])

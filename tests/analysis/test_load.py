@@ -11,8 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import pyarrow.parquet as pq
+
 from parsec.analysis import load
 from parsec.analysis.load import DataError
+from parsec.store.parquet import ParquetSink
 from tests.analysis import dataset
 
 
@@ -35,6 +38,11 @@ def test_everything_loads_with_one_shape(root):
     assert failed["error"] == dataset.PROVIDE_ERROR and failed["trace"] is None and pd.isna(failed["trace_rpc_total"])
     traced = frame[frame["trace"].notna()]
     assert (traced["trace_rpc_total"] == traced["trace"].map(lambda t: json.loads(t)["rpc_total"])).all()
+    for column, key in (("trace_host_lag_ms", "host_lag_ms"), ("trace_path_bound_s", "path_bound_s")):
+        assert str(frame[column].dtype) == "float64"
+        expected = traced["trace"].map(lambda t: json.loads(t).get(key))  # missing or null: NaN
+        pd.testing.assert_series_equal(traced[column], expected.astype("float64"), check_names=False)
+    assert frame["trace_path_bound_s"].notna().sum() == 83 and frame["trace_host_lag_ms"].notna().sum() == 123
 
 
 def test_filters_select_exactly(root):
@@ -66,6 +74,47 @@ def test_partitions_outside_the_selection_are_never_opened(root, tmp_path):
     assert len(load.measurements(parquet_dir=copy, end="2024-03-17")) == 166 - 8  # 8 rows on the 17th
     with pytest.raises(DataError, match="^cannot read the Parquet dataset at .*part-zz-000000.parquet"):
         load.measurements(parquet_dir=copy)
+
+
+def test_a_dataset_mixing_old_and_new_files(root, tmp_path):
+    """Files written before the trace columns trace_host_lag_ms / trace_path_bound_s existed
+    load beside new ones, in the same partitions: null there, values in the new files."""
+    mixed = tmp_path / "mixed"
+    records = dataset.records()
+    week1 = [r for r in records if r.created_at < dataset.WEEKS[1]]
+    week2 = [r for r in records if r.created_at >= dataset.WEEKS[1]]
+    old_files = dataset.write_old_schema(mixed, week1[:60])
+    assert all("trace_host_lag_ms" not in pq.read_schema(path).names for path in old_files)
+    with ParquetSink(mixed, writer_id="new", rotate_rows=7, rotate_seconds=3600) as sink:
+        sink.write(week1[60:] + week2)
+    frame = load.measurements(parquet_dir=mixed)
+    assert list(frame.columns) == load.COLUMNS and len(frame) == 166
+    assert str(frame["trace_host_lag_ms"].dtype) == "float64" and str(frame["trace_path_bound_s"].dtype) == "float64"
+    old_ids = {r.op_id for r in week1[:60]}
+    is_old = frame["op_id"].isin(old_ids)
+    assert frame.loc[is_old, ["trace_host_lag_ms", "trace_path_bound_s"]].isna().all().all()
+    assert frame.loc[is_old & frame["trace"].notna(), "trace_rpc_total"].notna().all()  # the old columns still read
+    reference = load.measurements(parquet_dir=root).set_index("op_id")
+    new_rows = frame[~is_old].set_index("op_id")
+    pd.testing.assert_series_equal(new_rows["trace_host_lag_ms"], reference.loc[new_rows.index, "trace_host_lag_ms"])
+    # filters and the column-only read reach both kinds of file
+    assert len(load.measurements(parquet_dir=mixed, end="2024-03-11", rt_size_min=51)) == 86 - 3
+    summary = load.measurement_columns(["fleet", "outcome", "trace_host_lag_ms"], parquet_dir=mixed)
+    assert len(summary) == 166 and summary["trace_host_lag_ms"].notna().sum() == \
+        frame["trace_host_lag_ms"].notna().sum() > 0
+    old_only = tmp_path / "old"
+    dataset.write_old_schema(old_only)
+    frame = load.measurements(parquet_dir=old_only)
+    assert len(frame) == 166 and frame[["trace_host_lag_ms", "trace_path_bound_s"]].isna().all().all()
+
+
+def test_measurement_columns_match_the_full_frame(root):
+    names = ["fleet", "kind", "duration", "outcome", "error", "trace_host_lag_ms", "trace_path_bound_s", "round"]
+    part = load.measurement_columns(names, parquet_dir=root, rt_size_min=51, fleets="default")
+    full = load.measurements(parquet_dir=root, rt_size_min=51, fleets="default")[names]
+    assert list(part.columns) == names and len(part) == len(full) == 83
+    key = ["kind", "duration", "round"]
+    pd.testing.assert_frame_equal(part.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True))
 
 
 @pytest.mark.parametrize("params,message", [

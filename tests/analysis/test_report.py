@@ -4,6 +4,8 @@ checked; bad input refused in one line before a kernel starts."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import re
 from pathlib import Path
 
@@ -21,12 +23,13 @@ FIGURES = {
                       "ttfpr_boxplot_by_region", "provide_daily_boxplot", "ttfpr_daily_boxplot",
                       "provide_rates_by_region", "retrieval_rates_by_region"},
     "fleet_comparison": {"provide_cdf_by_fleet", "ttfpr_cdf_by_fleet", "speedup", "provide_rates_by_fleet",
-                         "retrieval_rates_by_fleet", "rpc_counts"},
+                         "retrieval_rates_by_fleet", "rpc_counts", "path_bound_ratio_cdf"},
 }
 TABLES = {
     "weekly_report": {"weekly", "weekly_by_region", "provide_rates_by_region", "retrieval_rates_by_region",
                       "ttfpr_by_region", "provide_by_region"},
-    "fleet_comparison": {"quantiles_by_fleet", "speedup", "rates_by_fleet", "rpc_counts", "published"},
+    "fleet_comparison": {"quantiles_by_fleet", "speedup", "rates_by_fleet", "rpc_counts", "published",
+                         "path_bounds", "host_lag"},
 }
 
 
@@ -36,11 +39,19 @@ def root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def out(root, tmp_path_factory) -> Path:
+def run(root, tmp_path_factory) -> tuple[Path, str]:
+    """Both notebooks on the generated dataset: the output folder and what was printed."""
     out = tmp_path_factory.mktemp("report")
-    code = main(["report", "--parquet", str(root), "--out", str(out), "--rt-size-min", "51", "--bootstrap", "200"])
-    assert code == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["report", "--parquet", str(root), "--out", str(out), "--rt-size-min", "51", "--bootstrap", "200"])
+    assert code == 0, printed.getvalue()
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def out(run) -> Path:
+    return run[0]
 
 
 def _csv(out: Path, notebook: str, name: str) -> pd.DataFrame:
@@ -101,6 +112,69 @@ def test_fleet_comparison_numbers(out):
     assert quantiles.loc[("optprov", "provide"), "p50"] == pytest.approx(3.5)
 
 
+def test_path_bound_and_host_lag_numbers(run):
+    out, printed = run
+    bound = _csv(out, "fleet_comparison", "path_bounds").set_index(["fleet", "kind"])
+    provide = bound.loc[("default", "provide")]
+    assert provide["n"] == 40
+    assert tuple(provide[["duration_p50", "path_bound_p50", "ratio_p50"]]) == pytest.approx((14.0, 5.25, 3.0))
+    assert bound.loc[("default", "retrieval"), "ratio_p50"] == pytest.approx(3.0)
+    assert bound.loc[("optprov", "provide"), "n"] == 0 and pd.isna(bound.loc[("optprov", "provide"), "ratio_p50"])
+    lag = _csv(out, "fleet_comparison", "host_lag").set_index("fleet")
+    assert tuple(lag.loc["default", ["n", "n_flagged", "flagged_share"]]) == (80, 8, 0.1)
+    assert tuple(lag.loc["optprov", ["n", "n_flagged", "flagged_share"]]) == (40, 0, 0.0)
+    html = (out / "fleet_comparison.html").read_text()
+    assert "host lag &gt; 50 ms: default 8/80 (10.0 %), optprov 0/40 (0.0 %)" in html
+    # the closing lines of the command, after the reports
+    lines = [line.split("] ", 1)[1] for line in printed.splitlines() if "] " in line]
+    assert lines[-2:] == [
+        "host lag > 50 ms: default 8/80 (10.0 %), optprov 0/40 (0.0 %)",
+        "duration ÷ path bound, p50: default provide 3.00× (14 s vs 5.25 s, n=40), "
+        "default retrieval 3.00× (1.4 s vs 0.525 s, n=40), optprov no bound recorded",
+    ]
+
+
+def test_a_dataset_without_bound_or_lag_says_so(tmp_path, monkeypatch):
+    """Files from before the two trace columns (or another fleet's traces): the comparison
+    runs, its tables have n 0, and the command says "no bound/lag recorded"."""
+    root = tmp_path / "old"
+    dataset.write_old_schema(root)
+    monkeypatch.setenv("PARSEC_REPORT_HOST_LAG_THRESHOLD", "20ms")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["report", "--notebook", "fleets", "--parquet", str(root), "--out", str(tmp_path / "out"),
+                     "--bootstrap", "20"])
+    assert code == 0, printed.getvalue()
+    assert printed.getvalue().rstrip().endswith("host lag and path bound: no bound/lag recorded in this selection")
+    report_dir = tmp_path / "out" / "fleet_comparison"
+    assert {p.stem for p in report_dir.glob("*.png")} == FIGURES["fleet_comparison"]  # the CDF says "no path bound"
+    assert (pd.read_csv(report_dir / "path_bounds.csv")["n"] == 0).all()
+    assert (pd.read_csv(report_dir / "host_lag.csv")["n"] == 0).all()
+    html = (tmp_path / "out" / "fleet_comparison.html").read_text()
+    assert "no bound/lag recorded in this selection" in html
+
+
+def test_the_threshold_flag_and_its_variable(root, monkeypatch):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    monkeypatch.delenv("PARSEC_REPORT_HOST_LAG_THRESHOLD", raising=False)
+    args = parser.parse_args(["--parquet", str(root), "--rt-size-min", "51"])
+    assert command.selection_values(args, None, None)["host_lag_threshold_ms"] == 50.0
+    monkeypatch.setenv("PARSEC_REPORT_HOST_LAG_THRESHOLD", "45ms")
+    values = command.selection_values(args, None, None)
+    assert values["host_lag_threshold_ms"] == 45.0
+    assert command.summary(values, None)[0] == "host lag > 45 ms: default 16/80 (20.0 %), optprov 0/40 (0.0 %)"
+    args = parser.parse_args(["--parquet", str(root), "--rt-size-min", "51", "--host-lag-threshold", "0.04"])
+    values = command.selection_values(args, None, None)  # the flag wins over the variable
+    assert values["host_lag_threshold_ms"] == 40.0
+    assert command.summary(values, None)[0] == "host lag > 40 ms: default 24/80 (30.0 %), optprov 0/40 (0.0 %)"
+    nb = nbformat.read(report.notebook_path("fleets"), as_version=4)
+    assert command.parameters(args, report.notebook_path("fleets"), Path("out"), None, None)[
+        "host_lag_threshold_ms"] == 40.0
+    assert "host_lag_threshold_ms" in report.parameter_names(nb)
+    assert "--host-lag-threshold" in parser.format_help() and "PARSEC_REPORT_HOST_LAG_THRESHOLD" in parser.format_help()
+
+
 def test_postgres_source_gives_the_same_weekly_table(out, fresh_db, tmp_path, monkeypatch):
     import asyncio
 
@@ -122,6 +196,8 @@ def test_postgres_source_gives_the_same_weekly_table(out, fresh_db, tmp_path, mo
     (["--notebook", "monthly"], "no notebook 'monthly'"),
     (["--bootstrap", "0"], "--bootstrap must be at least 1"),
     (["--baseline", "classic"], "unknown baseline fleet 'classic'"),
+    (["--host-lag-threshold", "0"], "invalid setting: --host-lag-threshold: Input should be greater than 0"),
+    (["--host-lag-threshold", "soon"], "invalid setting: --host-lag-threshold: .*not a duration"),
 ])
 def test_bad_input_is_one_line_and_exit_2(root, tmp_path, capsys, argv, message):
     argv = [a.format(missing=tmp_path / "missing") for a in argv]

@@ -4,6 +4,7 @@ original tables exactly as interface.md ("Database") describes them."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -128,6 +129,62 @@ def test_tables_match_the_interface(fresh_db):
         assert (table, "FOREIGN KEY (scheduler_id) REFERENCES schedulers_ecs(id) ON DELETE CASCADE") in foreign
         assert (table, "FOREIGN KEY (node_id) REFERENCES nodes_ecs(id) ON DELETE CASCADE") in foreign
         assert any(i["tablename"] == table and i["indexdef"].endswith("(created_at)") for i in indexes)
+
+
+TRACE_COLUMNS_V2 = [
+    ("op_id", "uuid", False), ("rpc_total", "int4", True), ("hops", "int4", True), ("peers_contacted", "int4", True),
+    ("failures", "int4", True), ("strategy", "text", True), ("detail", "jsonb", False),
+]
+TRACE_COLUMNS_V3 = [*TRACE_COLUMNS_V2, ("host_lag_ms", "float8", True), ("path_bound_s", "float8", True)]
+
+
+async def _columns(conn, table: str) -> list[tuple]:
+    rows = await conn.fetch(
+        "SELECT column_name, udt_name, is_nullable = 'YES' AS nullable FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position", table)
+    return [tuple(row) for row in rows]
+
+
+def test_trace_bounds_migration_up_and_down(fresh_db):
+    """0003 adds two nullable float columns to traces only (filled from the JSON of rows already
+    there: numbers only), and its down file removes them and nothing else."""
+    async def body(conn):
+        await apply_migrations(conn)
+        before = {table: await _columns(conn, table) for table in ALL_TABLES if table != "traces"}
+        traces_v3 = await _columns(conn, "traces")
+        reverted = await migrate_down(conn, 2)
+        traces_v2 = await _columns(conn, "traces")
+        # rows written while the schema was at version 2 (an older scheduler)
+        scheduler = await conn.fetchval("INSERT INTO schedulers_ecs (fleets, dependencies, created_at)"
+                                        " VALUES ('{default}', '{}', now()) RETURNING id")
+        node = await conn.fetchval(
+            "INSERT INTO nodes_ecs (cpu, memory, peer_id, region, cmd, fleet, dependencies, ip_address,"
+            " server_port, peer_port, created_at) VALUES (1, 1, 'p', 'local', 'c', 'default', '{}', '127.0.0.1',"
+            " 1, 2, now()) RETURNING id")
+        details = ['{"host_lag_ms": 75.5, "path_bound_s": 1.25, "hops": 3}', '{"host_lag_ms": "x", "path_bound_s": null}',
+                   '{"hops": 2}']
+        for row_id, detail in enumerate(details, start=1):
+            op_id = await conn.fetchval(
+                "INSERT INTO measurements (op_id, kind, row_id, scheduler_id, node_id, fleet, region, round, created_at)"
+                " VALUES ($1, 'provide', $2, $3, $4, 'default', 'local', 1, now()) RETURNING op_id",
+                uuid.uuid4(), row_id, scheduler, node)
+            await conn.execute("INSERT INTO traces (op_id, hops, detail) VALUES ($1, 3, $2::jsonb)", op_id, detail)
+        reapplied = await apply_migrations(conn)
+        filled = await conn.fetch("SELECT host_lag_ms, path_bound_s, hops FROM traces ORDER BY detail::text")
+        after = {table: await _columns(conn, table) for table in ALL_TABLES if table != "traces"}
+        await migrate_down(conn, 2)
+        kept = await conn.fetchval("SELECT count(*) FROM traces")
+        return before, traces_v3, reverted, traces_v2, reapplied, [tuple(r) for r in filled], after, kept
+
+    before, traces_v3, reverted, traces_v2, reapplied, filled, after, kept = with_conn(fresh_db, body)
+    assert 3 in VERSIONS and reverted == [v for v in VERSIONS if v > 2][::-1]
+    assert traces_v3 == TRACE_COLUMNS_V3 and traces_v2 == TRACE_COLUMNS_V2
+    assert reapplied == [v for v in VERSIONS if v > 2]
+    assert sorted(filled, key=str) == sorted([(75.5, 1.25, 3), (None, None, 3), (None, None, 3)], key=str)
+    assert after == before  # every other table as it was
+    for table, expected in EXPECTED_COLUMNS.items():
+        assert before[table] == expected, table
+    assert kept == 3  # reverting keeps the rows (the values stay in detail)
 
 
 def test_failing_file_is_named_and_rolled_back(fresh_db, tmp_path: Path):

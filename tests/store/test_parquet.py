@@ -110,3 +110,60 @@ def test_bad_input_is_rejected(tmp_path: Path):
     naive = MeasurementRecord(**{**records(1)[0].as_dict(), "created_at": datetime(2024, 1, 1)})
     with pytest.raises(ValueError, match="timezone-aware"):
         sink.write([naive])
+
+
+def test_float_trace_columns_take_finite_numbers_only(tmp_path: Path):
+    traces = [
+        '{"host_lag_ms": 12.5, "path_bound_s": 0.75, "hops": 2}',
+        '{"host_lag_ms": 3, "path_bound_s": null}',               # an int is a float here; null stays null
+        '{"host_lag_ms": true, "path_bound_s": "0.5", "hops": 2.0}',  # neither a bool nor a string is a number
+        '{"host_lag_ms": NaN, "path_bound_s": Infinity}',           # what json.dumps writes for them
+        '["not", "an", "object"]',
+        '{"rpc_total": 4}',                                      # another fleet's (or an older) trace
+    ]
+    sent = [MeasurementRecord(**{**r.as_dict(), "trace": t}) for r, t in zip(records(len(traces)), traces)]
+    with ParquetSink(tmp_path, writer_id="f") as sink:
+        sink.write(sent)
+    frame = read_dataset(tmp_path).sort_values("round").reset_index(drop=True)
+    assert str(frame["trace_host_lag_ms"].dtype) == "float64" and str(frame["trace_path_bound_s"].dtype) == "float64"
+    lag = [None if pd.isna(v) else v for v in frame["trace_host_lag_ms"]]
+    bound = [None if pd.isna(v) else v for v in frame["trace_path_bound_s"]]
+    assert lag == [12.5, 3.0, None, None, None, None]
+    assert bound == [0.75, None, None, None, None, None]
+    assert [None if pd.isna(v) else v for v in frame["trace_hops"]] == [2, None, None, None, None, None]
+
+
+def _old_schema_file(root: Path, sent: list[MeasurementRecord], name: str) -> Path:
+    """A file as the sink wrote it before the float trace columns existed."""
+    from parsec.store import parquet
+
+    table = parquet._to_table(sent).drop_columns(["trace_host_lag_ms", "trace_path_bound_s"])
+    kind, date = parquet.partition_of(sent[0])
+    path = root / f"kind={kind}" / f"date={date}" / f"part-{name}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def test_files_without_the_newer_trace_columns_still_read(tmp_path: Path):
+    trace = '{"rpc_total": 7, "hops": 2, "peers_contacted": 5, "host_lag_ms": 61.0, "path_bound_s": 0.4}'
+    start = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+    old = [MeasurementRecord(**{**r.as_dict(), "trace": '{"rpc_total": 9, "hops": 3}'})
+           for r in records(3, start=start)]
+    new = [MeasurementRecord(**{**r.as_dict(), "trace": trace}) for r in records(2, start=start + timedelta(hours=1))]
+    old_file = _old_schema_file(tmp_path, old, "old-000000")
+    assert "trace_host_lag_ms" not in pq.read_schema(old_file).names
+    with ParquetSink(tmp_path, writer_id="new") as sink:  # the same partition as the old file
+        sink.write(new)
+    frame = read_dataset(tmp_path).sort_values("created_at").reset_index(drop=True)
+    assert list(frame.columns) == [*FIELDS, *TRACE_COLUMNS, "date"]
+    assert len(frame) == 5
+    assert frame["trace_rpc_total"].tolist() == [9, 9, 9, 7, 7]
+    assert frame["trace_host_lag_ms"].isna().tolist() == [True, True, True, False, False]
+    assert frame["trace_host_lag_ms"].tolist()[3:] == [61.0, 61.0]
+    assert frame["trace_path_bound_s"].tolist()[3:] == [0.4, 0.4]
+    only_old = tmp_path / "only-old"
+    _old_schema_file(only_old, old, "old-000000")
+    frame = read_dataset(only_old)
+    assert len(frame) == 3 and frame["trace_path_bound_s"].isna().all()
+    assert list(frame.columns) == [*FIELDS, *TRACE_COLUMNS, "date"]

@@ -181,6 +181,41 @@ def test_traces_are_stored_once_beside_their_measurement(fresh_db):
     assert row["detail"]["operation"] == "provide"
 
 
+def test_path_bound_and_host_lag_go_to_their_columns_and_back(fresh_db):
+    """traces.host_lag_ms / path_bound_s from the trace JSON: numbers only (an int too), NULL
+    where the key is missing, null or not a number, and the batch is stored either way."""
+    traces = {
+        "both": '{"rpc_total": 4, "host_lag_ms": 61.5, "path_bound_s": 0.25}',
+        "int lag, null bound": '{"rpc_total": 4, "host_lag_ms": 3, "path_bound_s": null}',
+        "strings": '{"rpc_total": 4, "host_lag_ms": "61.5", "path_bound_s": "0.25"}',
+        "neither": '{"rpc_total": 4}',
+        "no trace": None,
+    }
+
+    async def body(repo: Repository):
+        scheduler_id = await repo.insert_scheduler(["default"], {})
+        provider = await repo.insert_node(node())
+        sent = {label: MeasurementRecord(**{**record("provide", scheduler_id, provider, seconds=i).as_dict(),
+                                            "trace": trace})
+                for i, (label, trace) in enumerate(traces.items())}
+        stored = await repo.write_measurements(list(sent.values()))
+        columns = await repo.pool.fetch("SELECT op_id, host_lag_ms, path_bound_s FROM traces")
+        analysis = await repo.fetch_for_analysis("provide")
+        return sent, stored, columns, analysis
+
+    sent, stored, columns, analysis = run(fresh_db, body)
+    assert stored == 5
+    label = {record.op_id: name for name, record in sent.items()}
+    by_label = {label[row["op_id"].hex]: (row["host_lag_ms"], row["path_bound_s"]) for row in columns}
+    assert by_label == {"both": (61.5, 0.25), "int lag, null bound": (3.0, None), "strings": (None, None),
+                        "neither": (None, None)}
+    rows = {label[row["op_id"]]: row for row in analysis}
+    assert (rows["both"]["trace_host_lag_ms"], rows["both"]["trace_path_bound_s"]) == (61.5, 0.25)
+    assert (rows["int lag, null bound"]["trace_host_lag_ms"], rows["int lag, null bound"]["trace_path_bound_s"]) == \
+        (3.0, None)
+    assert rows["no trace"]["trace_host_lag_ms"] is None and rows["no trace"]["trace"] is None
+
+
 def test_write_rejects_naive_timestamps(fresh_db):
     naive = record("provide", 1, 1)
     naive = MeasurementRecord(**{**naive.as_dict(), "created_at": naive.created_at.replace(tzinfo=None)})
