@@ -7,24 +7,37 @@ memory of the shard processes (and their Go/Node children) per peer. Then stops 
 Part 2 (``--fleet-testbed``): one mixed testbed with the default latency matrix, the default
 unreachable share and churn (TestbedSettings' published defaults); every fleet — ``default``,
 ``optprov``, ``fullrt``, ``pylibp2p``, ``go``, ``js`` — provides in turn and the others look
-the record up (bench/fleets.py's loop); p50/p90 of provide and TTFPR per fleet, with the
-round trips along the path to the first provider (hops x RTT, a lower bound of TTFPR) next
-to each TTFPR p50 where the fleet's trace has it (our engine's fleets).
+the record up (bench/fleets.py's ``run_fleets``, so the JSON has what its JSON has: every
+operation's sample, not-found and errors per fleet, p50/p90 of provide and TTFPR with
+bootstrap 95 % intervals, speed-ups against ``default`` with theirs); the round trips along
+the path to the first provider (hops x RTT, a lower bound of TTFPR) are kept where the
+fleet's trace has them (our engine's fleets).
+
+The default ``--rounds 30`` gives every fleet n = 30 provides and 30 x 5 retrievals. How
+long: a round is one provide per fleet and five lookups of each record, one at a time, with
+the published defaults (dial timeouts to unreachable peers, churn): classic provides and the
+go and js fleets' own provides wait out dial timeouts (10-20 s each), ``pylibp2p`` waits
+out its own timeouts in every provide and lookup (30-40 s each), so a round of all six
+fleets takes ≈4-5 min and the default run ≈2-2.5 h; without ``pylibp2p`` ≈1 min a round,
+≈30 min. Part 1 takes a minute or two per testbed.
 
     .venv/bin/python bench/testbed.py --sizes py=1000 go=1000 js=1000 go=3000,js=1000,py=1000
-    .venv/bin/python bench/testbed.py --sizes --fleet-testbed go=600,js=200,py=200 --rounds 6
+    .venv/bin/python bench/testbed.py --sizes --fleet-testbed go=300,js=100,py=100 \
+        --json bench/results-testbed-fleets.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fleets import BOOTSTRAP, ROUNDS, command_line, dumps  # noqa: E402
 
 
 def measure(mix: str, shards: int, latency, unreachable: float) -> dict:
@@ -73,7 +86,8 @@ def main() -> int:
     parser.add_argument("--unreachable", type=float, default=0.0, help="for part 1")
     parser.add_argument("--fleet-testbed", help="part 2 on this mix, e.g. go=600,js=200,py=200 (default: skip)")
     parser.add_argument("--fleets", default="default,optprov,fullrt,pylibp2p,go,js")
-    parser.add_argument("--rounds", type=int, default=6, help="part 2: rounds (each fleet provides once a round)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"part 2: rounds (each fleet provides once a round; default {ROUNDS}: n >= 30 per cell)")
     parser.add_argument("--json", type=Path, default=Path("bench-testbed.json"))
     args = parser.parse_args()
 
@@ -99,7 +113,8 @@ def main() -> int:
     big = [row for row in rows if row["peers"] >= 5000]
     for row in big:
         print(f"{row['mix']}: ready in {row['ready_s']} s (goal <= 60 s): {'met' if row['ready_s'] <= 60 else 'NOT met'}")
-    args.json.write_text(json.dumps({"testbeds": rows, "fleets": fleet_rows}, indent=2))
+    args.json.write_text(dumps({"command": command_line(), "bootstrap": BOOTSTRAP if fleet_rows else None,
+                                "testbeds": rows, "fleets": fleet_rows}))
     print(f"written {args.json}")
     return 0
 

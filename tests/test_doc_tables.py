@@ -1,0 +1,185 @@
+"""The measurement tables in the docs are what the results files say (``bench/tables.py``).
+
+Drift between a ``bench/results-*.json`` file and its table in docs/results.md or README.md
+fails here: regenerate with ``.venv/bin/python bench/tables.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+DOCS = [REPO / "docs" / "results.md", REPO / "README.md"]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("tables")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def fleets(tables):
+    return sys.modules["fleets"]
+
+
+def check(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / "tables.py"), "--check", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+
+
+def test_the_docs_tables_are_the_results_files():
+    done = check()
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_hand_edited_table_fails_the_check(tmp_path):
+    docs = [Path(shutil.copy(doc, tmp_path / doc.name)) for doc in DOCS]
+    results = docs[0].read_text()
+    block = re.search(r"<!-- table:chaos -->.*?<!-- /table -->", results, re.S).group(0)
+    edited = block.replace("| 555 |", "| 556 |", 1)
+    assert edited != block
+    docs[0].write_text(results.replace(block, edited))
+    done = check("--docs", *map(str, docs))
+    assert done.returncode == 1
+    assert "results.md: tables differ" in done.stdout and "+| 1 | 186 s | 555 |" in done.stdout
+
+
+def test_a_changed_results_file_fails_the_check(tmp_path):
+    for path in BENCH.glob("results-*.json"):
+        shutil.copy(path, tmp_path / path.name)
+    chaos = json.loads((tmp_path / "results-chaos.json").read_text())
+    chaos["audit"]["issued"] += 1
+    (tmp_path / "results-chaos.json").write_text(json.dumps(chaos))
+    done = check("--results", str(tmp_path))
+    assert done.returncode == 1 and "tables differ" in done.stdout
+
+
+def test_every_table_is_registered_once_and_shown(tables):
+    out = io.StringIO()
+    assert tables.run(DOCS, check=True, out=out) == 0, out.getvalue()
+    shown = [m["name"] for doc in DOCS for m in tables.MARKER.finditer(doc.read_text())]
+    assert sorted(shown) == sorted(tables.TABLES)
+
+
+def test_an_unknown_marker_is_an_error(tables):
+    with pytest.raises(SystemExit, match="no function"):
+        tables.render("<!-- table:no-such-table -->\n<!-- /table -->\n")
+
+
+def test_the_chaos_table_has_exactly_the_runs_of_its_file(tables):
+    doc = json.loads((BENCH / "results-chaos.json").read_text())
+    runs = doc.get("runs") or [doc]
+    text = tables.render_table("chaos")
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == len(runs)
+    for row, run in zip(rows, runs):
+        assert f"| {run['audit']['issued']} | {run['audit']['postgres_rows']} | {run['audit']['parquet_rows']} |" in row
+
+
+def test_files_without_samples_say_so_and_get_no_interval(tables):
+    text = tables.render_table("fleets-wan")
+    assert "No per-operation samples in this file" in text
+    assert "[" not in "".join(line for line in text.splitlines() if line.startswith("| 200 "))
+    assert "8 †" in text  # n = 8 rounds: below 30, marked
+    assert "| 1,000 | fullrt | 8 † | 0 |" in text and "| 15 † | 1 / – |" in text  # the not-found at 1,000 peers
+
+
+def synthetic_run(fleets, rounds: int = 30) -> dict:
+    """A bench/fleets.py results file as the bench writes it (``summarise_all``), with made-up
+    samples: default provides ≈10 s, optprov ≈1 s; one optprov retrieval not found, one
+    default provide failed."""
+    rng = random.Random(1)
+    names = ("default", "optprov", "fullrt")
+    values = {name: {"provide": [], "ttfpr": [], "provide_errors": [], "ttfpr_errors": [], "not_found": [],
+                     "targets_on_true": [20] * rounds, "targets_on_listed": [], "holders": [], "holders_on_true": [],
+                     "landed": [], "landed_on_true": [], "walk_end": {}, "estimate": [], "fell_back": 0,
+                     "testbed_cpu": []} for name in names}
+    scale = {"default": 10.0, "optprov": 1.0, "fullrt": 0.1}
+    for r in range(rounds):
+        for name in names:
+            values[name]["provide"].append({"duration_s": scale[name] * rng.uniform(0.8, 1.2), "rpcs": 40,
+                                            "cpu_s": 0.1, "path_bound_s": 0.2, "host_lag_ms": 1.0, "round": r})
+            for other in names:
+                if other != name:
+                    values[other]["ttfpr"].append({"duration_s": rng.uniform(0.2, 0.4), "rpcs": 10, "cpu_s": 0.01,
+                                                   "path_rtt_s": 0.15, "round": r, "provider": name})
+    values["optprov"]["not_found"].append(values["optprov"]["ttfpr"].pop())
+    values["default"]["provide_errors"].append({"round": 3, "error": "RuntimeError: boom"})
+    summary = fleets.summarise_all(values)
+    return {"command": ".venv/bin/python bench/fleets.py --sizes 200", "latency": "default", "unreachable": 0.45,
+            "stale_entries": None, "rounds": rounds, "bootstrap": fleets.BOOTSTRAP, "results": {"200": summary}}
+
+
+def test_samples_give_n_intervals_and_speedups(tables, fleets, tmp_path):
+    doc = synthetic_run(fleets)
+    text = fleets.dumps(doc)
+    assert json.loads(text) == json.loads(json.dumps(doc))  # one sample a line, same content
+    (tmp_path / "results-fleets-wan.json").write_text(text)
+    table = tables.render_table("fleets-wan", tmp_path)
+    assert "No per-operation samples" not in table and "as recorded in the file" in table
+    default = next(line for line in table.splitlines() if line.startswith("| 200 | default |"))
+    optprov = next(line for line in table.splitlines() if line.startswith("| 200 | optprov |"))
+    cells = [cell.strip() for cell in optprov.strip("|").split("|")]
+    assert cells[2] == "30" and cells[7] == "59" and cells[8] == "1 / 0"  # n provides, n retrievals, not found
+    assert re.fullmatch(r"\d+(\.\d+)?× \[\d+(\.\d+)?, \d+(\.\d+)?\]", cells[6])  # speed-up with its interval
+    ratio = doc["results"]["200"]["optprov"]["speedup_vs_default"]["provide_p50"]
+    assert ratio["n_baseline"] == 30 and ratio["n"] == 30 and ratio["ci95"][0] < ratio["ratio"] < ratio["ci95"][1]
+    assert 7 < ratio["ratio"] < 14
+    assert default.split("|")[4].strip() == "1"  # the failed provide, counted
+    assert "†" not in optprov
+    # the generator's numbers are the bench's: same samples, same seeded statistics
+    p50 = doc["results"]["200"]["optprov"]["provide_p50_s"]
+    assert cells[4].startswith(f"{tables.num(p50)} s [")
+    assert "path bound (TTFPR p50)" not in table and "path RTT (TTFPR p50)" in table
+
+
+def test_the_bench_keeps_every_operation(fleets):
+    doc = synthetic_run(fleets, rounds=5)
+    optprov = doc["results"]["200"]["optprov"]
+    samples = optprov["samples"]
+    assert len(samples["provide"]) == optprov["provides"] == 5
+    assert len(samples["ttfpr"]) == optprov["retrievals"] == 9 and len(samples["not_found"]) == 1
+    assert samples["provide"][0]["path_bound_s"] == 0.2 and samples["provide"][0]["host_lag_ms"] == 1.0
+    assert optprov["provide_p50_ci95_s"][0] <= optprov["provide_p50_s"] <= optprov["provide_p50_ci95_s"][1]
+    assert doc["results"]["200"]["default"]["errors"] == doc["results"]["200"]["default"]["provide_errors"] == 1
+    assert "speedup_vs_default" not in doc["results"]["200"]["default"]
+
+
+def test_sample_keeps_only_numeric_trace_fields(fleets):
+    one = fleets.sample(1.5, 0.1, {"rpc_total": 7, "path_rtt_s": 0.3, "path_bound_s": None, "host_lag_ms": 2,
+                                   "walk_end": "converged"}, round=0)
+    assert one == {"duration_s": 1.5, "rpcs": 7, "cpu_s": 0.1, "path_rtt_s": 0.3, "host_lag_ms": 2, "round": 0}
+
+
+def test_bootstrap_quantile_is_seeded_and_narrows_with_n():
+    import numpy as np
+
+    from parsec.analysis import stats
+
+    rng = np.random.default_rng(7)
+    data = rng.exponential(10, 200)
+    first = stats.bootstrap_quantile(data, q=0.9, n_boot=500, seed=3)
+    assert first == stats.bootstrap_quantile(data, q=0.9, n_boot=500, seed=3)
+    assert first.point == pytest.approx(np.quantile(data, 0.9)) and first.n == 200
+    assert first.low < first.point < first.high
+    few = stats.bootstrap_quantile(data[:10], q=0.9, n_boot=500, seed=3)
+    assert few.high - few.low > first.high - first.low
+    assert stats.bootstrap_quantile([2.0] * 5) == stats.Interval(2.0, 2.0, 2.0, 5)
+    assert stats.bootstrap_quantile([]).n == 0
+    with pytest.raises(ValueError):
+        stats.bootstrap_quantile([1.0], n_boot=0)
