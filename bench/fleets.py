@@ -50,6 +50,9 @@ import psutil  # noqa: E402
 
 from parsec.analysis import stats  # noqa: E402
 
+REGION = "eu-central-1"
+"""Where every fleet's host sits under latency emulation: one place for all, so that a
+fleet's times do not depend on where its random identity happened to land."""
 FLEETS = ("default", "optprov", "fullrt", "pylibp2p")
 BASELINE = "default"
 """The fleet every speed-up is measured against (its p50 / the fleet's p50)."""
@@ -84,19 +87,22 @@ def shard_cpu(pids: list[int]) -> float:
 
 
 def run_size(size: int, fleets: list[str], rounds: int, warmup: int, shards: int, latency=None,
-             unreachable: float = 0.0, stale_entries: float | None = None) -> dict:
+             unreachable: float = 0.0, stale_entries: float | None = None, region: str | None = None) -> dict:
     from parsec.config import TestbedSettings
 
     # no churn: the truth (the k closest peers) must not move while a round is measured
     stale = {} if stale_entries is None else {"stale_entries": stale_entries}
     return run_fleets(TestbedSettings(peers=size, processes=shards, unreachable=unreachable, churn_session=0, **stale),
-                      fleets, rounds, warmup, latency, name=f"bench-fleets-{size}")
+                      fleets, rounds, warmup, latency, name=f"bench-fleets-{size}", region=region)
 
 
-def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=None, name: str = "bench-fleets") -> dict:
+def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=None, name: str = "bench-fleets",
+               region: str | None = REGION) -> dict:
     """Every fleet on one testbed (``settings``): each round one fleet provides a fresh key
     and every other fleet looks it up; per-fleet statistics (``summarise``) with every
-    operation's sample kept."""
+    operation's sample kept. Under latency emulation every engine fleet's host sits in
+    ``region`` (the go and js programs draw their own identities), so fleets are compared
+    from the same place."""
     import ray
 
     from parsec.deploy import start_testbed
@@ -110,7 +116,7 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
     pids = ray.get([shard.__ray_call__.remote(lambda self: os.getpid()) for shard in testbed.shards])
     from parsec.net.local import LocalFleets
 
-    hosts = LocalFleets(fleets, protocol_id=protocol, latency=latency, name="bench-fleets")
+    hosts = LocalFleets(fleets, protocol_id=protocol, latency=latency, region=region, name="bench-fleets")
     stats_ = {fleet: {"provide": [], "ttfpr": [], "provide_errors": [], "ttfpr_errors": [], "not_found": [],
                       "targets_on_true": [], "targets_on_listed": [], "holders": [], "holders_on_true": [],
                       "landed": [], "landed_on_true": [], "walk_end": Counter(), "estimate": [],
@@ -394,6 +400,8 @@ def main() -> int:
     parser.add_argument("--latency", default="off", help="'default' (public inter-region RTTs), a file, or 'off'")
     parser.add_argument("--unreachable", type=float, default=0.0,
                         help="share of peer ids that never answer (public DHT ≈0.45)")
+    parser.add_argument("--region", default=REGION,
+                        help=f"under latency emulation, the region of every fleet's host (default {REGION})")
     parser.add_argument("--stale-entries", type=float, default=None,
                         help="share of a table's entries that are such ids (default: the testbed's, 0.15, RFM 19; "
                              ">= --unreachable: every table lists every one)")
@@ -417,11 +425,12 @@ def main() -> int:
                   f"latency {args.latency}, unreachable {args.unreachable:.0%}, stale entries "
                   f"{'default' if args.stale_entries is None else format(args.stale_entries, '.0%')}", flush=True)
             results[size] = run_size(size, fleets, args.rounds, args.warmup, args.shards, latency, args.unreachable,
-                                     args.stale_entries)
+                                     args.stale_entries, args.region)
             print_table(size, results[size])
             # after every size, so that a long run stopped later keeps what it measured
             args.json.write_text(dumps({"command": command, "latency": args.latency, "unreachable": args.unreachable,
                                         "stale_entries": args.stale_entries, "rounds": args.rounds,
+                                        "region": args.region if latency is not None else None,
                                         "warmup": args.warmup, "shards": args.shards, "bootstrap": BOOTSTRAP,
                                         "wall_s": round(time.monotonic() - started, 1), "results": results}))
             print(f"\nwritten {args.json}")

@@ -64,7 +64,7 @@ def measure(mix: str, shards: int, latency, unreachable: float) -> dict:
 def fleets_on_mixed_testbed(mix: str, fleets: list[str], rounds: int, shards: int) -> dict:
     """Part 2: every fleet on one testbed with the published defaults (latency, unreachable
     peers, churn); the table of bench/fleets.py."""
-    from fleets import print_table, run_fleets
+    from fleets import REGION, print_table, run_fleets
 
     from parsec.config import NetworkSettings, TestbedSettings
 
@@ -75,7 +75,7 @@ def fleets_on_mixed_testbed(mix: str, fleets: list[str], rounds: int, shards: in
     result = run_fleets(settings, fleets, rounds, warmup=2, latency=latency, name="bench-tb-fleets")
     print_table(sum(settings.composition().values()), result)
     return {"mix": mix, "unreachable": settings.unreachable, "churn_session_s": settings.churn_session,
-            "latency": "default", "rounds": rounds, "results": result}
+            "latency": "default", "region": REGION, "rounds": rounds, "results": result}
 
 
 def main() -> int:

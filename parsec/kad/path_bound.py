@@ -15,8 +15,10 @@ each request's cost and each answer's time; this module composes them:
   store's own cost. Requests that failed or timed out are not counted, so the bound stays
   a bound (and is loose where a provide waited for dial timeouts).
 
-Measured duration ÷ bound is how much of a duration the path does not explain: processing,
-queueing, and time the host could not run (``host_lag_ms``).
+Measured duration ÷ bound is how much of a duration the path does not explain. Part of
+it is the walk's own rules: a peer named on the path may wait for a free slot (``alpha``
+requests in flight) before it is asked; ``wait`` sums those waits along the path. The rest
+is processing, queueing, and time the host could not run (``host_lag_ms``).
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ class PathBound:
         self._cost: dict[PeerRef, float] = {}  # FIND_NODE / GET_PROVIDERS to the peer
         self._store_cost: dict[PeerRef, float] = {}  # ADD_PROVIDER to the peer
         self._answered: dict[PeerRef, float] = {}
+        self._asked_at: dict[PeerRef, float] = {}
 
-    def asked(self, peer: PeerRef, cost: float) -> None:
-        """A request that expects an answer went to ``peer``; the model's least cost."""
+    def asked(self, peer: PeerRef, cost: float, at: float | None = None) -> None:
+        """A request that expects an answer went to ``peer`` (at ``at``); the model's
+        least cost."""
         self._cost[peer] = cost
+        if at is not None:
+            self._asked_at.setdefault(peer, at)
 
     def stored(self, peer: PeerRef, cost: float) -> None:
         """An ADD_PROVIDER went to ``peer``; the model's least cost of delivering it."""
@@ -51,6 +57,20 @@ class PathBound:
     def chain(self, path: Iterable[PeerRef]) -> float:
         """The sum of the costs along ``path`` (a peer never asked costs nothing)."""
         return sum(self._cost.get(peer, 0.0) for peer in path)
+
+    def wait(self, path: list[PeerRef], started: float) -> float | None:
+        """Seconds the peers of ``path`` waited to be asked after the previous one answered
+        (the first after ``started``); None if a time is missing."""
+        waited, ready = 0.0, started
+        for peer in path:
+            asked = self._asked_at.get(peer)
+            if asked is None:
+                return None
+            waited += max(0.0, asked - ready)
+            ready = self._answered.get(peer)
+            if ready is None:
+                return None
+        return round(waited, 4)
 
     def retrieval(self, provider_path: list[PeerRef]) -> float | None:
         """The bound of a time to the first provider record; None without a record."""

@@ -115,7 +115,7 @@ def _counting_rpc(node: DhtNode, trace: Trace, kind: int, key: bytes, started: f
     """``send`` for lookups: one request of ``kind`` for ``key``, counted in ``trace``."""
     async def send(peer: PeerRef):
         trace.rpcs[_rpc_name(kind)] += 1
-        bound.asked(peer, _request_cost(node, peer))
+        bound.asked(peer, _request_cost(node, peer), trio.current_time())
         reply = await node.rpc(peer, wire.request(kind, key))
         trace.mark_response(trio.current_time() - started)
         return reply
@@ -142,6 +142,7 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
         if reply is None:
             lookup.on_failure(peer, at, error)
             return
+        bound.answered(peer, at)
         lookup.on_response(peer, _closer(node, reply), at, providers=_providers(node, reply))
         node.routing.add(peer)  # a peer that answered is a live DHT server
 
@@ -156,6 +157,7 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
         trace.extra["path_rtt_s"] = round(sum(model.rtt(node.region, model.region_index_of(p.peer_id))
                                               for p in path), 4)
         trace.extra["path_bound_s"] = bound.retrieval(path)
+        trace.extra["path_wait_s"] = bound.wait(path, now)  # the walk's own waits for a free slot
     if goal == "closest":
         _feed_estimator(node, result)
     return result

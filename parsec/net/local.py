@@ -33,14 +33,18 @@ def _stamp_lag(result: Any, lag_ms: float | None) -> None:
 
 
 class LocalFleets:
-    """Start a host per fleet (registered before it connects anywhere); call into them."""
+    """Start a host per fleet (registered before it connects anywhere); call into them.
+
+    Under latency emulation a host's region follows from its peer id; give ``region`` to
+    put every fleet's host in the same one, else fleets are compared from different places."""
 
     def __init__(self, fleets: Iterable[str], *, protocol_id: str = "/ipfs/kad/1.0.0", rpc_timeout: float = 10.0,
-                 latency=None, name: str = "local-fleets") -> None:
+                 latency=None, region: str | None = None, name: str = "local-fleets") -> None:
         self.fleets = list(fleets)
         self.protocol_id = protocol_id
         self.rpc_timeout = rpc_timeout
         self.latency = latency
+        self.region = region  # under latency emulation every host sits there (comparable fleets)
         self.strategies: dict[str, DhtStrategy] = {}
         self.ids: dict[str, bytes] = {}
         self.loop = TrioThread(name, watch_lag=True).start()
@@ -54,7 +58,9 @@ class LocalFleets:
         async with contextlib.AsyncExitStack() as stack:
             background = self._background = await stack.enter_async_context(trio.open_nursery())
             for fleet in self.fleets:
-                host, listen = pylibp2p.create_host(pylibp2p.keypair())
+                placed = self.latency is not None and self.region is not None
+                key = pylibp2p.keypair_in(self.region, self.latency) if placed else pylibp2p.keypair()
+                host, listen = pylibp2p.create_host(key)
                 strategy = self.strategies[fleet] = make_strategy(
                     fleet, host, background, protocol_id=self.protocol_id, rpc_timeout=self.rpc_timeout,
                     latency=self.latency)

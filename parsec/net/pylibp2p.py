@@ -15,11 +15,15 @@ names, so they live here, are applied once per process, and the package pins
    prunes above 300: a full-routing-table crawl of 1,000 peers stopped at 256, and lookups
    failed to dial once a host had met 256 peers. Limits are raised to go-libp2p's
    connection-manager shape: prune above 900 down to 600, hard cap far above.
+6. Yamux sends a WINDOW_UPDATE after every read (``PY_YAMUX_RELEASE_ON_READ``, on by
+   default); go-yamux sends one only once half the receive window is used. Off here, as in
+   go: a kad request/response exchange writes 3 frames instead of 4.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +63,7 @@ def apply_workarounds() -> None:
     if _applied:
         return
     _swarm._HAPPY_EYEBALLS_DELAY = 0.0
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")  # read at each use by py-libp2p's yamux
     AutoConnector.maybe_connect = _no_auto_connect  # type: ignore[method-assign]
     logging.getLogger("libp2p").setLevel(logging.ERROR)
     _applied = True
@@ -67,6 +72,17 @@ def apply_workarounds() -> None:
 def keypair(seed: bytes | None = None) -> KeyPair:
     """An Ed25519 identity; a 32-byte seed makes it reproducible."""
     return create_new_key_pair(seed)
+
+
+def keypair_in(region: str, model) -> KeyPair:
+    """An identity whose peer id the latency model (``parsec.latency.LatencyModel``) places
+    in ``region``: drawn until one lands there. ValueError if the model places nobody there."""
+    if region not in model.regions or model.weights[model.index(region)] <= 0:
+        raise ValueError(f"the latency model places no peer in region {region!r}")
+    while True:
+        key = keypair()
+        if model.region_of(ID.from_pubkey(key.public_key).to_bytes()) == region:
+            return key
 
 
 def create_host(key: KeyPair, listen_host: str = "127.0.0.1", port: int = 0) -> tuple[IHost, multiaddr.Multiaddr]:

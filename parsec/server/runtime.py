@@ -171,13 +171,10 @@ class ServerRuntime:
         model = self.latency
         if model is None:
             return pylibp2p.keypair(), wanted
-        placeable = wanted in model.regions and model.weights[model.index(wanted)] > 0
-        for _ in range(10_000 if placeable else 1):
-            key = pylibp2p.keypair()
-            region = model.region_of(ID.from_pubkey(key.public_key).to_bytes())
-            if not placeable or region == wanted:
-                return key, region
-        raise RuntimeError(f"no identity found in region {wanted!r}")
+        if wanted in model.regions and model.weights[model.index(wanted)] > 0:
+            return pylibp2p.keypair_in(wanted, model), wanted
+        key = pylibp2p.keypair()
+        return key, model.region_of(ID.from_pubkey(key.public_key).to_bytes())
 
     # -- lifecycle --------------------------------------------------------------
 

@@ -51,3 +51,13 @@ def test_a_provide_waits_for_the_walks_longest_chain_and_each_store_it_counted()
     assert bound.provide(lookup.path_to, 2.5, [P(2), P(7)]) == pytest.approx(3.0)
     # a direct store (no walk): the stores alone
     assert bound.provide(None, None, [P(7)]) == pytest.approx(3.0)
+
+
+def test_the_wait_for_a_free_slot_along_the_path_is_summed() -> None:
+    bound = PathBound()
+    path = [P(8), P(5), P(2)]
+    for peer, asked, answered in [(P(8), 0.0, 0.5), (P(5), 0.9, 1.2), (P(2), 1.2, 1.4)]:
+        bound.asked(peer, 0.1, asked)
+        bound.answered(peer, answered)
+    assert bound.wait(path, 0.0) == pytest.approx(0.4)  # P(5) was named at 0.5, asked at 0.9
+    assert bound.wait([P(8), P(9)], 0.0) is None  # P(9) never asked
