@@ -115,7 +115,11 @@ def source(file: str, doc: dict | None, command: str) -> str:
     """Where a table comes from and how to get it again: the file's own recorded command, else
     ``command`` (the one that wrote it, for files older than recorded commands)."""
     if doc and doc.get("command"):
-        return f"Source: `bench/{file}`; reproduce: `{doc['command']}` (as recorded in the file)."
+        recorded = doc["command"].strip()
+        if recorded.startswith("bench/"):  # bench/validate.py records its argv without the interpreter
+            return (f"Source: `bench/{file}`; reproduce: `{PY} {recorded}` (as recorded in the file, with the "
+                    "interpreter).")
+        return f"Source: `bench/{file}`; reproduce: `{recorded}` (as recorded in the file)."
     return (f"Source: `bench/{file}`; reproduce: `{command}` (the file predates recorded commands: this is the "
             "command that wrote it).")
 
@@ -460,9 +464,347 @@ def sim(doc):
     ])
 
 
-# results-validate.json (bench/validate.py, in progress elsewhere) goes here:
-# @table("validate", "results-validate.json")
-# def validate(doc): ...   and <!-- table:validate --> … <!-- /table --> in docs/results.md's "Validation"
+# ---------------------------------------------------------------- validation (bench/validate.py)
+
+VALIDATE = "results-validate.json"
+VALIDATE_COMMAND = f"{PY} bench/validate.py"
+
+
+def validate_unit(figure: str) -> tuple[float, str]:
+    """How a figure of bench/validate.py is shown (the file names figures, not units)."""
+    if "speed-up" in figure:
+        return 1.0, "×"
+    if "error rate" in figure or "< 1 s" in figure:  # shares
+        return 100.0, " %"
+    return 1.0, " s"
+
+
+def validate_value(figure: str, value) -> str:
+    scale, unit = validate_unit(figure)
+    return "–" if value is None else f"{num(value * scale)}{unit}"
+
+
+def validate_interval(figure: str, row: dict) -> str:
+    """The simulated value (mean over seeds) with its 95 % interval."""
+    scale, _ = validate_unit(figure)
+    ci = None if row.get("ci_low") is None else [row["ci_low"] * scale, row["ci_high"] * scale]
+    return with_ci(validate_value(figure, row.get("simulated")), ci)
+
+
+def validate_published(row: dict) -> str:
+    low, high = row.get("published_low", row["published"]), row.get("published_high", row["published"])
+    if low is None or high is None or low == high:
+        return validate_value(row["figure"], row["published"])
+    scale, unit = validate_unit(row["figure"])
+    return f"{num(low * scale)}–{num(high * scale)}{unit}"
+
+
+def ratio_text(ratio) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}"
+
+
+def short_hashes(text: str) -> str:
+    """Commit hashes cut to 7 characters (as GitHub shows them)."""
+    return re.sub(r"\b([0-9a-f]{7})[0-9a-f]{33}\b", r"\1", text or "")
+
+
+def without_period(name: str) -> str:
+    """``classic provide p99 (20–26 May 2023)`` → ``classic provide p99``."""
+    return re.sub(r" \([^()]*\)$", "", name)
+
+
+def grouped(rows: list[dict], describe: Callable[[dict], str], *, bare: bool = False) -> str:
+    """Figures that differ only in their quantile as one item: ``TTFPR p50/p90/p99 us-east-2: 0.65×, 0.57×,
+    0.22×``; ``bare`` leaves out the period in parentheses."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(re.sub(r"\bp\d\d\b", "{q}", row["figure"], count=1), []).append(row)
+    items = []
+    for key, members in groups.items():
+        quantiles = [m.group(0) for row in members if (m := re.search(r"\bp\d\d\b", row["figure"]))]
+        name = key.replace("{q}", "/".join(quantiles)) if len(quantiles) == len(members) else key
+        items.append(f"{without_period(name) if bare else name}: {', '.join(describe(row) for row in members)}")
+    return "; ".join(items)
+
+
+def failure(row: dict, *, brief: bool = False) -> str:
+    """A figure's ratio, or what was simulated when nothing was (a ratio of 0)."""
+    if not row.get("simulated"):
+        n = "" if brief else f" of n = {row['n']:,}"
+        return (f"simulated {validate_value(row['figure'], row.get('simulated'))}{n}, published "
+                f"{validate_published(row)}")
+    return f"{row['ratio']:.2f}×"
+
+
+def fitted_figures(doc: dict) -> str:
+    """Which parameter was fitted on which figures, with each figure's ratio: ``dial_refused on classic provide
+    p50 (…) 1.11×; west and asia_south on TTFPR p50 eu-central-1 2.15×, us-west-1 1.06×, …``."""
+    ratios = {row["figure"]: failure(row) for row in doc["figures"]}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for row in doc.get("fitted_parameters", []):
+        groups.setdefault(tuple(row.get("fitted_on", [])), []).append(f"`{row['parameter'].split()[0]}`")
+    items = []
+    for names, parameters in groups.items():
+        words = [name.split() for name in names]
+        prefix = []
+        while len(names) > 1 and all(len(w) > len(prefix) + 1 and w[len(prefix)] == words[0][len(prefix)]
+                                     for w in words):
+            prefix.append(words[0][len(prefix)])
+        shown = ", ".join(f"{' '.join(w[len(prefix):])} {ratios.get(name, '–')}" for w, name in zip(words, names))
+        items.append(f"{' and '.join(parameters)} on {' '.join(prefix + [''])}{shown}")
+    return "; ".join(items)
+
+
+def counted(rows: list[dict]) -> tuple[int, int, int]:
+    """(figures, within ±30 %, published inside the 95 % interval) — from the rows, not the file's summary."""
+    return len(rows), sum(bool(row["within_30pct"]) for row in rows), sum(bool(row["published_in_ci"]) for row in rows)
+
+
+def seeds_text(seeds) -> str:
+    return ", ".join(map(str, seeds))
+
+
+def continents(doc: dict) -> dict[str, float]:
+    return next((row["value"] for row in doc.get("sourced_parameters", [])
+                 if row["parameter"].startswith("population") and isinstance(row["value"], dict)), {})
+
+
+def share(value: float) -> str:
+    return f"{num(100 * value, 2)} %"
+
+
+def fitted_value(doc: dict, name: str):
+    return next((row for row in doc.get("fitted_parameters", []) if row["parameter"].split()[0] == name), None)
+
+
+def validate_run(doc: dict) -> str:
+    """One sentence: what was run (from the file)."""
+    fit = doc.get("fit") or {}
+    fitted = ", ".join(f"{row['parameter'].split()[0]} {num(row['value'])}" for row in doc.get("fitted_parameters", []))
+    quick = " **A `--quick` run (a small network): not the validation.**" if doc.get("quick") else ""
+    return (f"{num(doc['settings']['peers'])} peers; evaluated on seeds {seeds_text(doc['seeds'])} × {doc['rounds']} "
+            f"rounds per fleet with {fitted}; fitted on seeds {seeds_text(fit.get('seeds', []))} × "
+            f"{fit.get('rounds', '–')} rounds ({doc.get('simulations', '–')} simulations, "
+            f"{num(doc.get('wall_s'))} s wall).{quick}")
+
+
+@table("validate", VALIDATE)
+def validate(doc):
+    if doc is None:
+        return missing(VALIDATE, VALIDATE_COMMAND)
+    figures = doc["figures"]
+    comparison = doc.get("comparison_current_defaults") or {}
+    old = {row["figure"]: row for row in comparison.get("figures", [])}
+    sources: dict[str, int] = {}
+    rows = []
+    for row in figures:
+        ref = sources.setdefault(row["source"], len(sources) + 1)
+        then = old.get(row["figure"])
+        if then is None:
+            default = "–"
+        else:
+            default = ratio_text(then["ratio"]) if then["within_30pct"] else f"**{ratio_text(then['ratio'])}**"
+            if then["n"] != row["n"]:
+                default += f" (n = {then['n']:,})"
+        rows.append([row["figure"], row["role"].replace("_", " "), row["period"],
+                     f"[{ref}]" + ("" if row.get("source_verified", True) else " ‡"), validate_published(row),
+                     validate_interval(row["figure"], row), validate_value(row["figure"], row.get("pooled")),
+                     ratio_text(row["ratio"]), "yes" if row["within_30pct"] else "**no**", count(row["n"]), default])
+    fitted = [row for row in figures if row["role"] == "fitted"]
+    held = [row for row in figures if row["role"] == "held_out"]
+    f_all, f_in, f_ci = counted(fitted)
+    h_all, h_in, h_ci = counted(held)
+    inside = [row["figure"] for row in held if row["published_in_ci"]]
+    findings = [
+        f"- **Fitted** ({f_all} figures; {fitted_figures(doc)}): {f_in} of {f_all} within ±30 %, the published value "
+        f"inside the 95 % interval for {f_ci}.",
+        f"- **Held out** ({h_all} figures): **{h_in} of {h_all} within ±30 %**; the published value inside the 95 % "
+        f"interval for {h_ci}{' (' + ', '.join(inside) + ')' if inside else ''}. Outside ±30 %: "
+        f"{grouped([row for row in held if not row['within_30pct']], failure)}.",
+    ]
+    findings += classic_p50_finding(doc)
+    findings += europe_finding(doc)
+    if old:
+        d_fitted = [row for row in comparison["figures"] if row["role"] == "fitted"]
+        d_held = [row for row in comparison["figures"] if row["role"] == "held_out"]
+        (df_all, df_in, _), (dh_all, dh_in, dh_ci) = counted(d_fitted), counted(d_held)
+        d_outside = grouped([row for row in d_fitted + d_held if not row["within_30pct"]], failure)
+        findings.append(
+            f"- **Current defaults** (population `{comparison.get('population')}`, dial_refused "
+            f"{num(comparison.get('dial_refused'))}), for comparison: {df_in} of {df_all} of the figures fitted here "
+            f"and {dh_in} of {dh_all} of those held out here within ±30 % (published inside the interval for "
+            f"{dh_ci}); outside: {d_outside}. But {comparison.get('note')}.")
+    notes = [f"[{i}] {short_hashes(text)}" for text, i in sources.items()]
+    return "\n".join([
+        source(VALIDATE, doc, VALIDATE_COMMAND), "",
+        validate_run(doc), "",
+        *findings, "",
+        markdown(["figure", "role", "period", "source", "published", "simulated [95 % CI]", "pooled", "ratio",
+                  "within ±30 %", "n", "current defaults: ratio"], rows), "",
+        f"Simulated: {doc.get('interval')}; {len(doc['seeds'])} seeds, so the interval has "
+        f"{len(doc['seeds']) - 1} degrees of freedom whatever n is. n: operations pooled over the seeds (the "
+        f"file keeps n per seed); measured as the file says: {doc.get('filter')}. "
+        f"Ratio = simulated / published. Current defaults: the same figures with population "
+        f"`{comparison.get('population', '–')}` and dial_refused {num(comparison.get('dial_refused'))}, bold when "
+        f"outside ±30 %, n the same unless given. {DAGGER}", "",
+        "Sources (primary, as `parsec/analysis/published.py` cites them; ‡: the primary source could not be read, "
+        "the figure is as the project's reference gives it): " + "; ".join(notes) + ".",
+    ])
+
+
+def classic_p50_finding(doc: dict) -> list[str]:
+    """The classic provide p50 is fitted (dial_refused), but the published value lies between two clusters of
+    simulated times: the grid's medians, the per-seed medians and p90s say so."""
+    p50 = next((row for row in doc["figures"] if row["figure"].startswith("classic provide p50")), None)
+    p90 = next((row for row in doc["figures"] if row["figure"].startswith("classic provide p90")), None)
+    grid = (doc.get("fit") or {}).get("dial_refused") or []
+    chosen = fitted_value(doc, "dial_refused")
+    if p50 is None or not p50.get("per_seed") or chosen is None:
+        return []
+    published = p50["published"]
+    text = (f"- **The classic provide p50 \"fit\" is not a real fit.** The simulated classic provide times fall into "
+            f"two clusters and the median lies in one or the other, not near the published {secs(published)}")
+    above = [point for point in grid if point["simulated"] >= published]
+    below = [point for point in grid if point["simulated"] < published]
+
+    def span(points, key):
+        values = [point[key] for point in points]
+        return f"{num(min(values))}–{num(max(values))}" if len(values) > 1 else num(values[0])
+
+    if above and below:
+        best = min(grid, key=lambda point: point["objective"])
+        cluster, other = (above, below) if best in above else (below, above)
+        nearest = min(cluster, key=lambda p: min(abs(p["dial_refused"] - q["dial_refused"]) for q in other))
+        text += (f": in the fit (n = {grid[0]['n']:,} per grid point) it is {span(above, 'simulated')} s for "
+                 f"dial_refused {span(above, 'dial_refused')} and {span(below, 'simulated')} s for "
+                 f"{span(below, 'dial_refused')}, nothing in between; the fitted {num(best['dial_refused'])} (least "
+                 f"squared log ratio, {num(best['objective'])}) is the "
+                 f"{'slow' if cluster is above else 'fast'} cluster's "
+                 f"{'point next to the jump' if best is nearest else 'best point'}")
+    text += f"; per evaluation seed it is {', '.join(num(v) for v in sorted(p50['per_seed']))} s"
+    if p90 and p90.get("per_seed"):
+        text += f", while every seed's p90 is {num(min(p90['per_seed']))}–{num(max(p90['per_seed']))} s"
+    text += (f". The ratio {p50['ratio']:.2f} is the mean of those per-seed medians ({secs(p50['simulated'])}, 95 % "
+             f"interval [{num(p50.get('ci_low'))}, {num(p50.get('ci_high'))}] s, which holds both clusters); pooled "
+             f"over the seeds the median is {secs(p50.get('pooled'))}.")
+    return [text]
+
+
+def europe_finding(doc: dict) -> list[str]:
+    """eu-central-1's TTFPR p50 over the whole grid of the splits Nebula's continents leave open."""
+    shares = continents(doc)
+    figure = next((row for row in doc["figures"] if row["figure"] == "TTFPR p50 eu-central-1"), None)
+    grid = [point["ttfpr_p50"]["eu-central-1"] for point in (doc.get("fit") or {}).get("population_grid", [])
+            if point["ttfpr_p50"].get("eu-central-1") is not None]
+    if not shares or figure is None or not grid:
+        return []
+    fold = next((f for f in doc.get("loro", []) if f["left_out"] == "eu-central-1"), None)
+    low, high = min(grid), max(grid)
+    text = (f"- **eu-central-1 cannot reach {secs(figure['published'])} with Nebula's continents** (Europe "
+            f"{share(shares.get('Europe', 0))}, all of it in eu-central-1, the matrix's only European region): over "
+            f"all {len(grid)} grid points of the two splits its TTFPR p50 is {num(low)}–{num(high)} s on the fit "
+            f"seeds ({low / figure['published']:.2f}–{high / figure['published']:.2f}× the published), "
+            f"{validate_interval(figure['figure'], figure)} ({figure['ratio']:.2f}×, n = {figure['n']:,}) on the "
+            f"evaluation seeds")
+    if fold:
+        text += f", {secs(fold['predicted'])} ({fold['ratio']:.2f}×) when left out"
+    old = next((row for row in (doc.get("comparison_current_defaults") or {}).get("figures", [])
+                if row["figure"] == figure["figure"]), None)
+    if old:
+        text += (f"; the current defaults' population (fitted to this very figure) gives {secs(old['simulated'])} "
+                 f"({old['ratio']:.2f}×)")
+    return [text + "."]
+
+
+@table("validate-loro", VALIDATE)
+def validate_loro(doc):
+    if doc is None or not doc.get("loro"):
+        return missing(VALIDATE, VALIDATE_COMMAND)
+    folds = doc["loro"]
+    rows = [[fold["left_out"], num(fold["west"]), num(fold["asia_south"]), num(fold["objective_other_five"]),
+             secs(fold["published"]), secs(fold.get("predicted_on_fit_seeds")),
+             with_ci(secs(fold.get("predicted")), [fold["ci_low"], fold["ci_high"]] if fold.get("ci_low") is not None
+                     else None),
+             ratio_text(fold.get("ratio")), "yes" if fold.get("within_30pct") else "**no**", count(fold.get("n"))]
+            for fold in folds]
+    within = [fold for fold in folds if fold.get("within_30pct")]
+    outside = [f"{fold['left_out']} ({fold['ratio']:.2f}×)" for fold in folds if not fold.get("within_30pct")]
+    fit = doc.get("fit") or {}
+    return "\n".join([
+        source(VALIDATE, doc, VALIDATE_COMMAND), "",
+        markdown(["left out", "west", "asia_south", "objective (other five)", "published TTFPR p50",
+                  "predicted (fit seeds)", "predicted [95 % CI]", "ratio", "within ±30 %", "n"], rows), "",
+        f"For each region the two population splits are chosen on the other five regions' TTFPR p50 (same grid, fit "
+        f"seeds {seeds_text(fit.get('seeds', []))}; objective: sum of squared log ratios), and the left-out region's "
+        f"p50 is predicted on the evaluation seeds {seeds_text(doc['seeds'])} (interval as in the figures table; n: "
+        f"retrievals pooled). **{len(within)} of {len(folds)} folds within ±30 %**"
+        + (f"; outside: {', '.join(outside)}." if outside else "."),
+    ])
+
+
+def parameter_value(name: str, value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {share(v)}" for key, v in value.items())
+    if isinstance(value, list):
+        names = [part.strip() for part in name.split(",")]
+        parts = [num(v) if isinstance(v, (int, float)) else str(v) for v in value]
+        return ", ".join(f"{n} {p}" for n, p in zip(names, parts)) if len(names) == len(parts) else ", ".join(parts)
+    return num(value) if isinstance(value, (int, float)) else str(value)
+
+
+@table("validate-parameters", VALIDATE)
+def validate_parameters(doc):
+    if doc is None:
+        return missing(VALIDATE, VALIDATE_COMMAND)
+    fit = doc.get("fit") or {}
+    rows = [[f"`{row['parameter']}`", parameter_value(row["parameter"], row["value"]), "sourced",
+             short_hashes(row["source"]), short_hashes(row.get("note")) or "–"]
+            for row in doc.get("sourced_parameters", [])]
+    for row in doc.get("fitted_parameters", []):
+        key = "dial_refused" if row["parameter"] == "dial_refused" else "population_grid"
+        n = sorted({point["n"] for point in fit.get("dial_refused", [])} if key == "dial_refused" else
+                   {n for point in fit.get("population_grid", []) for n in point["n"].values()})
+        n_text = "–" if not n else f"{n[0]:,}" if len(n) == 1 else f"{n[0]:,}–{n[-1]:,}"
+        note = (f"grid {', '.join(num(v) for v in row.get('grid', []))}; fit seeds {seeds_text(fit.get('seeds', []))} "
+                f"× {fit.get('rounds', '–')} rounds, n = {n_text} per "
+                f"{'grid point' if key == 'dial_refused' else 'region and grid point'}")
+        if row.get("population_during_fit"):
+            note += f"; population while fitting: `{row['population_during_fit']}`"
+        rows.append([f"`{row['parameter']}`", parameter_value(row["parameter"], row["value"]), "**fitted**",
+                     "on " + ", ".join(row.get("fitted_on", [])), note])
+    rows += [[f"`{row['parameter']}`", parameter_value(row["parameter"], row["value"]), "assumed", "–",
+              short_hashes(row.get("note")) or "–"] for row in doc.get("assumed_parameters", [])]
+    named = {re.sub(r" \(.*", "", part).strip() for group in ("sourced_parameters", "fitted_parameters",
+                                                            "assumed_parameters")
+             for row in doc.get(group, []) for part in row["parameter"].split(",")}
+    rest = {key: value for key, value in doc.get("settings", {}).items() if key not in named}
+    counts = {group: len(doc.get(f"{group}_parameters", [])) for group in ("sourced", "fitted", "assumed")}
+    return "\n".join([
+        source(VALIDATE, doc, VALIDATE_COMMAND), "",
+        markdown(["parameter", "value", "status", "source / fitted on", "note"], rows), "",
+        f"{counts['sourced']} sourced, {counts['fitted']} fitted, {counts['assumed']} assumed (as the file lists "
+        "them). Settings of the run not in the table (how the run was made, not the network): "
+        + ", ".join(f"`{key}` {parameter_value(key, value) if value != [] else '–'}" for key, value in rest.items())
+        + ".",
+    ])
+
+
+@table("readme-validate", VALIDATE)
+def readme_validate(doc):
+    """The validation in one line for README.md's "Simulate the public network"."""
+    if doc is None:
+        return missing(VALIDATE, VALIDATE_COMMAND)
+    fitted = [row for row in doc["figures"] if row["role"] == "fitted"]
+    held = [row for row in doc["figures"] if row["role"] == "held_out"]
+    (f_all, f_in, _), (h_all, h_in, _) = counted(fitted), counted(held)
+    outside = grouped([row for row in held if not row["within_30pct"]], lambda row: failure(row, brief=True), bare=True)
+    missed = "; ".join(f"{row['figure']} {row['ratio']:.2f}×" for row in fitted if not row["within_30pct"])
+    n = min(row["n"] for row in doc["figures"])
+    return (f"- Validation (`bench/validate.py`, seeds {seeds_text(doc['seeds'])}, n ≥ {n:,} per figure): "
+            f"**{h_in} of {h_all} held-out published figures within ±30 %**; outside: {outside}. Fitted: {f_in} of "
+            f"{f_all} within ±30 %" + (f" (not: {missed})" if missed else "") + ".")
 
 
 @table("readme-benchmarks", "results-fleets-wan.json", "results-testbed-fleets.json", "results-testbed.json",
@@ -499,12 +841,12 @@ def readme_benchmarks(wan, testbed_fleets_doc, testbed, chaos_doc, calibrate_doc
         lines.append(f"- Chaos (`bench/chaos.py`): {audit['issued']} operations issued, {audit['postgres_rows']} in "
                      f"Postgres, {audit['parquet_rows']} in Parquet, {audit['duplicates']} duplicates, "
                      f"{audit['lost']} lost (1 run).")
-    for doc, seeds in ((calibrate_doc, "fitted on"), (seeds345, "held out:")):
+    for doc, seeds in ((calibrate_doc, "fitted on seeds"), (seeds345, "the same fit on new seeds")):
         if doc:
             goals = [row for row in doc["rows"] if row.get("goal")]
-            lines.append(f"- Simulator calibration (`bench/calibrate.py`, {seeds} seeds "
+            lines.append(f"- Simulator calibration, a fit and not a validation (`bench/calibrate.py`, {seeds} "
                          f"{', '.join(map(str, doc['seeds']))}): {sum(r['within_30pct'] for r in goals)} of "
-                         f"{len(goals)} goal metrics within ±30 % of the published figures.")
+                         f"{len(goals)} goal metrics within ±30 % of the published figures they were fitted to.")
     if sim_doc:
         best = sim_doc["best"]
         lines.append(f"- Simulator speed (`bench/sim.py`): {num(best['peers'])} peers, {num(best['lookups'])} "

@@ -69,6 +69,70 @@ def test_a_changed_results_file_fails_the_check(tmp_path):
     assert done.returncode == 1 and "tables differ" in done.stdout
 
 
+def copy_results(tmp_path: Path) -> dict:
+    """Every results file copied to ``tmp_path``; returns results-validate.json's content."""
+    for path in BENCH.glob("results-*.json"):
+        shutil.copy(path, tmp_path / path.name)
+    return json.loads((tmp_path / "results-validate.json").read_text())
+
+
+def test_a_changed_validation_file_fails_the_check(tmp_path):
+    doc = copy_results(tmp_path)
+    row = next(row for row in doc["figures"] if row["figure"] == "TTFPR p90 eu-central-1")
+    assert round(row["simulated"], 2) != 0.51
+    row["simulated"] = 0.51
+    (tmp_path / "results-validate.json").write_text(json.dumps(doc))
+    done = check("--results", str(tmp_path))
+    assert done.returncode == 1 and "results.md: tables differ" in done.stdout
+    assert "+| TTFPR p90 eu-central-1 | held out | one week of March 2023 | [1] | 0.44 s | 0.51 s [" in done.stdout
+
+
+VALIDATE_TABLES = ("validate", "validate-loro", "validate-parameters")
+
+
+def test_the_validation_tables_name_their_command_and_n(tables):
+    doc = json.loads((BENCH / "results-validate.json").read_text())
+    command = f"reproduce: `.venv/bin/python {doc['command'].strip()}`"
+    for name in VALIDATE_TABLES:
+        text = tables.render_table(name)
+        assert command in text, name
+        assert re.search(r"\| n \||n = \d", text), name
+    figures = tables.render_table("validate")
+    rows = [line for line in figures.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(doc["figures"])  # one row a figure, each with its n
+    for line, row in zip(rows, doc["figures"]):
+        assert line.startswith(f"| {row['figure']} | {row['role'].replace('_', ' ')} |")
+        assert f"| {row['n']:,} |" in line
+    assert "n ≥ " in tables.render_table("readme-validate")
+
+
+def test_the_validation_findings_are_computed_from_the_file(tables, tmp_path):
+    doc = copy_results(tmp_path)
+    summary = doc["summary"]["held_out"]
+    text = tables.render_table("validate", tmp_path)
+    assert f"**{summary['within_30pct']} of {summary['figures']} within ±30 %**" in text
+    assert "TTFPR p50/p90/p99 us-east-2: 0.65×, 0.57×, 0.22×" in text
+    assert "Europe 27 %" in text and "is the slow cluster's point next to the jump" in text
+    # a held-out figure that leaves the ±30 % band, a fold that enters it, another continental split
+    row = next(row for row in doc["figures"] if row["figure"] == "TTFPR p90 us-west-1")
+    row.update(simulated=0.9, ratio=1.5, within_30pct=False)
+    fold = next(fold for fold in doc["loro"] if fold["left_out"] == "us-west-1")
+    fold.update(ratio=1.1, within_30pct=True)
+    continents = next(row for row in doc["sourced_parameters"] if row["parameter"].startswith("population"))
+    continents["value"]["Europe"] = 0.31
+    (tmp_path / "results-validate.json").write_text(json.dumps(doc))
+    text = tables.render_table("validate", tmp_path)
+    held = summary["figures"]
+    assert f"**{summary['within_30pct'] - 1} of {held} within ±30 %**" in text
+    assert "TTFPR p90 us-west-1: 1.50×" in text and "Europe 31 %" in text
+    assert f"**{summary['within_30pct'] - 1} of {held} held-out" in tables.render_table("readme-validate", tmp_path)
+    assert "**5 of 6 folds within ±30 %**; outside: eu-central-1 (2.25×)." in tables.render_table("validate-loro",
+                                                                                                  tmp_path)
+    (tmp_path / "results-validate.json").unlink()
+    for name in (*VALIDATE_TABLES, "readme-validate"):
+        assert tables.render_table(name, tmp_path).startswith("No results yet: `bench/results-validate.json`")
+
+
 def test_every_table_is_registered_once_and_shown(tables):
     out = io.StringIO()
     assert tables.run(DOCS, check=True, out=out) == 0, out.getvalue()
