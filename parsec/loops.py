@@ -9,6 +9,7 @@ the ``parsec`` CLI alike. Blocking calls into a loop must come from another thre
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -66,6 +67,17 @@ class LoopLag:
             self.expect(trio.current_time() + period)
             await trio.sleep(period)
             self.tick(trio.current_time())
+
+
+def freeze_long_lived() -> None:
+    """Put every object alive now out of the garbage collector's reach (``gc.freeze``).
+
+    A full collection stops the whole process, so every event loop in it, and scans every
+    tracked object: with a start-up heap (imports, routing tables, peer stores) that is a
+    stall of a few hundred milliseconds landing in whatever operation is being timed. Call
+    once the long-lived state is built; later collections scan only what came after."""
+    gc.collect()
+    gc.freeze()
 
 
 def host_lag_ms(lag: LoopLag | None, since: float) -> float | None:

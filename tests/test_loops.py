@@ -49,3 +49,16 @@ def test_a_watched_trio_loop_sees_a_blocking_call_and_not_a_quiet_sleep() -> Non
     finally:
         loop.stop()
     assert host_lag_ms(None, 0.0) is None
+
+
+def test_freezing_takes_the_live_heap_out_of_collections() -> None:
+    import gc
+
+    from parsec.loops import freeze_long_lived
+
+    kept = [[i] for i in range(1000)]  # long-lived state
+    freeze_long_lived()
+    try:
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()

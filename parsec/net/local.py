@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from parsec.kad.trace import Trace
-from parsec.loops import TrioThread, host_lag_ms
+from parsec.loops import TrioThread, freeze_long_lived, host_lag_ms
 from parsec.net import pylibp2p
 from parsec.net.strategies import DhtStrategy, make_strategy
 
@@ -98,6 +98,7 @@ class LocalFleets:
         strategy = self.strategies[fleet]
         size, seconds, _ = self.timed(strategy.join, peers)
         self.loop.run_sync(self._background.start_soon, strategy.maintain)
+        freeze_long_lived()
         return size, seconds
 
     def join_all(self, peers) -> dict[str, int]:

@@ -26,7 +26,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from libp2p.peer.id import ID
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
-from parsec.loops import AsyncioThread, TrioThread
+from parsec.loops import AsyncioThread, TrioThread, freeze_long_lived
 from parsec.net import pylibp2p
 from parsec.net.strategies import DhtStrategy, make_strategy
 from parsec.net.wire import WirePeer
@@ -275,6 +275,7 @@ class ServerRuntime:
                         self.status.joined = True
                         self.status.error = ""
                         log.info("joined the DHT: %d peers in the routing table", size)
+                        freeze_long_lived()  # no start-up heap in the collections that stall measurements
                         await self._strategy.maintain()
                         return
                     self.status.error = f"bootstrap reached only {size} peers"

@@ -19,7 +19,7 @@ import trio
 
 from parsec.kad import PeerRef
 from parsec.latency import LatencyModel
-from parsec.loops import TrioThread
+from parsec.loops import TrioThread, freeze_long_lived
 from parsec.net import pylibp2p
 from parsec.net.driver import Trace, run_lookup
 from parsec.net.node import DhtNode
@@ -86,8 +86,11 @@ class PeerShard:
     def fill(self, everyone: list[WirePeer], ghosts: int = 0, listing: float = 1.0) -> dict[str, float]:
         """Fill every routing table with standard k-buckets from the whole peer set; its
         last ``ghosts`` entries are unreachable ids, each of which a table lists with
-        probability ``listing`` (``parsec.stale``)."""
-        return self._loop.run_sync(self._fill, everyone, ghosts, listing)
+        probability ``listing`` (``parsec.stale``). The tables are long-lived: frozen out of
+        the garbage collector's scans afterwards (``freeze_long_lived``)."""
+        filled = self._loop.run_sync(self._fill, everyone, ghosts, listing)
+        freeze_long_lived()
+        return filled
 
     def start_churn(self) -> bool:
         """Let peers leave and come back (``spec.churn_session``); False when it is 0."""
