@@ -161,6 +161,27 @@ def bootstrap_ratio(baseline, other, *, q: float = 0.5, n_boot: int = 1000, seed
     return Ratio(float(np.quantile(a, q) / np.quantile(b, q)), low, high, int(a.size), int(b.size))
 
 
+def bootstrap_paired_ratio(numerator, denominator, *, q: float = 0.5, n_boot: int = 1000, seed: int = 0,
+                           level: float = 0.95, chunk: int = 200) -> Ratio:
+    """quantile(numerator) / quantile(denominator) of paired samples (element i of both
+    belongs to one operation, e.g. its duration and its path bound), with a percentile
+    bootstrap interval that resamples the pairs together."""
+    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if a.size != b.size:
+        raise ValueError(f"paired samples differ in size: {a.size} and {b.size}")
+    if a.size == 0:
+        return Ratio(float("nan"), float("nan"), float("nan"), 0, 0)
+    if n_boot < 1:
+        raise ValueError("n_boot must be >= 1")
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for done in range(0, n_boot, chunk):
+        picks = rng.integers(0, a.size, (min(chunk, n_boot - done), a.size))
+        ratios.append(np.quantile(a[picks], q, axis=1) / np.quantile(b[picks], q, axis=1))
+    low, high = _percentile_interval(np.concatenate(ratios), level)
+    return Ratio(float(np.quantile(a, q) / np.quantile(b, q)), low, high, int(a.size), int(b.size))
+
+
 def speedups(frame: pd.DataFrame, baseline: str = "default", *, q: float = 0.5, n_boot: int = 1000,
              seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Per kind and fleet other than ``baseline``: quantile(baseline) / quantile(fleet) of

@@ -117,3 +117,15 @@ def test_rpc_counts_from_traces(frame):
     retrieval = table.loc[("default", "retrieval")]
     assert (retrieval["GET_PROVIDERS"], retrieval["FIND_NODE"], retrieval["peers_contacted"]) == (4, 0, 4)
     assert list(table.columns[:4]) == ["traced", "FIND_NODE", "GET_PROVIDERS", "ADD_PROVIDER"]
+
+
+def test_a_paired_ratio_resamples_operations_not_samples() -> None:
+    from parsec.analysis.stats import bootstrap_paired_ratio
+
+    bound = np.linspace(0.1, 1.0, 40)
+    measured = bound * 1.1  # every operation took 10 % more than its bound
+    paired = bootstrap_paired_ratio(measured, bound, n_boot=500)
+    assert paired.point == pytest.approx(1.1)
+    assert paired.low == pytest.approx(1.1) and paired.high == pytest.approx(1.1)  # no spread: pairs move together
+    with pytest.raises(ValueError, match="paired"):
+        bootstrap_paired_ratio(measured, bound[:-1])
