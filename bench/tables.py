@@ -330,6 +330,38 @@ def testbed_ready(clean, unreachable):
     ])
 
 
+@table("bounds", "results-bounds.json")
+def bounds(doc):
+    command = f"{PY} bench/bounds.py --fleets default,optprov,fullrt --rounds 16 --json bench/results-bounds.json"
+    if doc is None:
+        return missing("results-bounds.json", command)
+    targets = doc["targets"]
+    rows = []
+    for fleet, r in doc["results"].items():
+        if "demo_exit" in r:
+            rows.append([f"`{fleet}`", f"demo failed (exit {r['demo_exit']})"] + ["–"] * 6)
+            continue
+        met = r["ratio_of_p50"] <= targets["ratio_of_p50"]
+        share = r["flagged_share"]
+        rows.append([f"`{fleet}`", count(r["with_bound"]), with_ci(secs(r["ttfpr_p50_s"]), r["ttfpr_p50_ci"]),
+                     with_ci(secs(r["bound_p50_s"]), r["bound_p50_ci"]),
+                     with_ci(times(r["ratio_of_p50"]), r["ratio_of_p50_ci"]) + ("" if met else " **(not met)**"),
+                     with_ci(times(r["median_of_ratios"]), r.get("median_of_ratios_ci")),
+                     secs(r["path_wait_p50_s"]),
+                     f"{r['flagged']} of {r['operations_with_lag']} ({100 * share:.1f} %)"
+                     + ("" if share is not None and share < targets["flagged_share"] else " **(not met)**")])
+    return "\n".join([
+        source("results-bounds.json", doc, command), "",
+        markdown(["fleet", "n (retrievals with a bound)", "TTFPR p50", "path bound p50", "TTFPR p50 ÷ bound p50",
+                  "median of TTFPR ÷ bound", "path wait p50",
+                  f"operations with host lag > {num(doc['host_lag_threshold_ms'])} ms"], rows), "",
+        f"Targets: TTFPR p50 ≤ {targets['ratio_of_p50']}× the path bound's p50, fewer than "
+        f"{100 * targets['flagged_share']:g} % of the operations (provides and retrievals) flagged. Intervals: 95 %, "
+        f"paired bootstrap over operations ({doc['bootstrap']['n_boot']} resamples). {doc['rounds']} rounds per "
+        "fleet, one demo run each.",
+    ])
+
+
 @table("chaos", "results-chaos.json")
 def chaos(doc):
     command = f"{PY} bench/chaos.py --json bench/results-chaos.json"
