@@ -16,6 +16,7 @@ from parsec.kad.fleets import ALPHA, BETA, feed_estimator
 from parsec.kad.estimator import NetworkSizeEstimator
 from parsec.kad.keyspace import key_of
 from parsec.kad.optprov import ProvideOperation, Request
+from parsec.kad.path_bound import PathBound
 from parsec.kad.trace import RPC_NAMES, Trace
 from parsec.sim.engine import MachineRun
 from parsec.sim.network import Endpoint, Outcome, SimNetwork
@@ -25,10 +26,12 @@ FIND_NODE, GET_PROVIDERS = "find_node", "get_providers"
 
 def start_lookup(network: SimNetwork, client: Endpoint, target: int, trace: Trace, *, seeds: list[PeerRef],
                  goal: str = "closest", rpc_timeout: float = 10.0,
-                 estimator: NetworkSizeEstimator | None = None) -> tuple[Lookup, MachineRun]:
+                 estimator: NetworkSizeEstimator | None = None,
+                 bound: PathBound | None = None) -> tuple[Lookup, MachineRun]:
     """One iterative lookup of ``target`` from ``seeds`` (``run_lookup`` of the libp2p
     driver); ``run.finished`` resolves when it is done. A completed closest-peers lookup
-    feeds ``estimator`` (when given) as soon as it ends."""
+    feeds ``estimator`` (when given) as soon as it ends; ``bound`` records request costs
+    and answer times, as the libp2p driver does."""
     loop = network.loop
     started = loop.now
     routing = client.routing
@@ -44,12 +47,16 @@ def start_lookup(network: SimNetwork, client: Endpoint, target: int, trace: Trac
             lookup.on_failure(peer, now, error)
             return
         trace.mark_response(now - started)
+        if bound is not None:
+            bound.answered(peer, now)
         lookup.on_response(peer, closer, now, providers)
         if routing is not None:
             routing.add(peer)  # a peer that answered is a live DHT server
 
     def send(peer: PeerRef, run: MachineRun) -> None:
         trace.rpcs[name] += 1
+        if bound is not None:
+            bound.asked(peer, network.request_cost(client, peer), loop.now)
         network.send(client, peer, kind, target, lambda outcome: run.deliver(apply, peer, outcome))
 
     run = MachineRun(loop, lookup, send)

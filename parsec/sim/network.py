@@ -110,6 +110,16 @@ class SimNetwork:
         population = self.population
         return self.latency.rtt(client.region, population.region[peer]) + client.access + population.access[peer]
 
+    def request_cost(self, client: Endpoint, peer: PeerRef) -> float:
+        """The least time a request to ``peer`` sent now takes, jitter aside: a round trip,
+        plus the dial's round trips without an open connection (``PathBound``'s cost)."""
+        index = self.population.index_of.get(peer)
+        if index is None:
+            return 0.0
+        rtt = self.base_rtt(client, index)
+        connected = client.connections.get(index, -1.0) >= self.loop.now
+        return rtt if connected else rtt * (1 + self.latency.dial_rtts)
+
     def _round_trip(self, client: Endpoint, peer: int) -> tuple[float, float]:
         """(request one-way, answer one-way) with jitter, access delays split evenly."""
         model, population = self.latency, self.population

@@ -23,6 +23,7 @@ from parsec.kad import PeerRef, RoutingTable, key_of
 from parsec.kad.crawl import CrawlResult
 from parsec.kad.fleets import REFRESH_PERIOD, EngineFleet, FullTableFleet, engine_fleet, refresh_keys
 from parsec.kad.fullrt import NotReady
+from parsec.kad.path_bound import PathBound
 from parsec.kad.trace import Trace, provide_error
 from parsec.sim.driver import path_rtt, start_crawl, start_lookup, start_provide
 from parsec.sim.engine import Future, Process
@@ -187,8 +188,9 @@ class SimServer:
             trace.extra["local"] = True
             return Measurement(0.0, None, self._rt_size(), trace.as_dict())
         target = key_of(key)
+        bound = PathBound()
         lookup, run = start_lookup(self.network, self.client, target, trace, seeds=self.policy.seeds(target),
-                                   goal="providers", rpc_timeout=self.deadlines.rpc)
+                                   goal="providers", rpc_timeout=self.deadlines.rpc, bound=bound)
         which, _ = yield loop.first_of(run.finished, loop.timer(self.deadlines.retrieve))
         if which == 1:
             run.cancel()
@@ -196,7 +198,10 @@ class SimServer:
         result = lookup.result
         trace.absorb(result)
         if result.providers:
+            path = lookup.provider_path()
             trace.extra["path_rtt_s"] = round(path_rtt(self.network, self.client, lookup), 4)
+            trace.extra["path_bound_s"] = bound.retrieval(path)  # as the testbed's, without jitter
+            trace.extra["path_wait_s"] = bound.wait(path, started)
         error = None if result.providers else NOT_FOUND
         return Measurement(loop.now - started, error, self._rt_size(), trace.as_dict())
 

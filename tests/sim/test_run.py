@@ -106,3 +106,16 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
     assert main(["simulate", "--output", "none", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_without_jitter_no_retrieval_beats_the_path_bound_of_its_walk() -> None:
+    """The simulator fills ``path_bound_s`` as the testbed does; with no jitter the model
+    is exact, so every first-provider time is at least its path's bound and, the walk's
+    own waits for a slot aside, little more."""
+    records = [r for r in run_records(small(jitter=0.0)) if r.kind == "retrieval" and not r.error]
+    traces = [json.loads(r.trace) for r in records]
+    bounded = [(r.duration, t["path_bound_s"], t["path_wait_s"]) for r, t in zip(records, traces)
+               if t.get("path_bound_s")]
+    assert len(bounded) >= len(records) // 2
+    assert all(duration >= bound - 1e-4 for duration, bound, _ in bounded)  # bounds are rounded to 0.1 ms
+    assert all(duration <= bound + wait + 0.05 for duration, bound, wait in bounded)
