@@ -129,8 +129,9 @@ class OptimisticStrategy(EngineStrategy):
         return OptimisticFleet(self.node.routing, rpc_timeout=self.node.rpc_timeout)
 
     async def provide(self, key: bytes) -> Trace:
+        extra = self.fleet.provide_extra(trio.current_time())  # the estimate the thresholds come from
         trace = await super().provide(key)
-        trace.extra.update(self.fleet.provide_extra(trio.current_time()))
+        trace.extra.update(extra)
         return trace
 
 

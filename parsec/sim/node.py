@@ -166,6 +166,7 @@ class SimServer:
         except NotReady:
             return Measurement(0.0, "full routing table not ready: first crawl not finished", self._rt_size(), None)
         self.local_records.add(key)
+        extra = self.policy.provide_extra(started)  # the estimate the thresholds come from
         run = start_provide(self.network, self.client, op, trace)
         which, _ = yield loop.first_of(run.answered, loop.timer(self.deadlines.provide))
         if which == 1:  # the HTTP deadline; the operation itself goes on in the background, as on a server
@@ -176,7 +177,7 @@ class SimServer:
         trace.absorb_provide(result)
         error = provide_error(result)
         if error is None:
-            trace.extra.update(self.policy.provide_extra(loop.now))
+            trace.extra.update(extra)
         return Measurement(loop.now - started, error, self._rt_size(), None if error else trace.as_dict())
 
     def retrieve(self, key: bytes) -> Process:
