@@ -9,6 +9,7 @@ import copy
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
@@ -29,11 +30,18 @@ def test_ray_accepts_the_cluster_config(name):
     assert config["head_node_type"] in config["available_node_types"]
 
 
-def test_validation_is_not_a_rubber_stamp():
+@pytest.mark.parametrize(("resources", "message", "where"), [
+    ("region:eu-central-1", "'region:eu-central-1' is not of type 'object'", []),
+    ({"region:eu-central-1": -1}, "-1 is less than the minimum of 0", ["region:eu-central-1"]),
+    ({"region:eu-central-1": 1.5}, "1.5 is not of type 'integer'", ["region:eu-central-1"]),
+])
+def test_validation_is_not_a_rubber_stamp(resources, message, where):
     broken = copy.deepcopy(_load("cluster.yaml"))
-    broken["available_node_types"]["head"]["resources"] = "region:eu-central-1"
-    with pytest.raises(Exception):
+    broken["available_node_types"]["head"]["resources"] = resources
+    with pytest.raises(jsonschema.ValidationError) as caught:
         validate_config(prepare_config(broken))
+    assert caught.value.message == message
+    assert list(caught.value.absolute_path) == ["available_node_types", "head", "resources", *where]
 
 
 def test_aws_node_types_each_declare_one_region():

@@ -79,10 +79,18 @@ def test_postgres_rows_are_plausible(campaign, job_run):
     assert {row["step"] for row in provides} == {"provide"}
     schedulers = _fetch(campaign.database, "SELECT fleets FROM schedulers_ecs")
     assert schedulers == [{"fleets": ["default"]}]
-    traces = _fetch(campaign.database, "SELECT m.kind, t.rpc_total, t.hops, t.detail FROM traces t"
+    traces = _fetch(campaign.database, "SELECT m.kind, t.rpc_total, t.hops, t.strategy, t.detail FROM traces t"
                                        " JOIN measurements m USING (op_id)")
     assert len(traces) == len(provides) + len(retrievals)  # every measurement carried its trace
-    assert all(t["rpc_total"] >= 1 for t in traces if t["kind"] == "provide" or not t["detail"].get("local"))
+    for t in traces:
+        rpcs = t["detail"]["rpcs"]
+        assert t["rpc_total"] == sum(rpcs.values()), t
+        if t["kind"] == "provide":  # classic: a lookup of the 20 closest of the 62 others, then a store on each
+            assert rpcs["ADD_PROVIDER"] == 20 and rpcs["FIND_NODE"] >= 20 and t["strategy"] == "classic", t
+        elif t["detail"].get("local"):  # the retriever held the record: its own store answered
+            assert t["rpc_total"] == 0, t
+        else:  # a walk that asked the network
+            assert rpcs["GET_PROVIDERS"] == t["rpc_total"] >= 1 and t["hops"] >= 1, t
 
 
 def test_parquet_agrees_with_postgres_one_to_one(campaign, job_run):
@@ -98,7 +106,8 @@ def test_parquet_agrees_with_postgres_one_to_one(campaign, job_run):
     }
     assert len(frame) == len(files) == len(db) == ROUNDS * len(campaign.actors)
     assert files == db
-    assert frame["trace"].notna().all() and (frame.loc[frame.kind == "provide", "trace_rpc_total"] > 0).all()
+    # a provide's trace: ≥ 20 FIND_NODE (the lookup of the 20 closest) and 20 ADD_PROVIDER
+    assert frame["trace"].notna().all() and (frame.loc[frame.kind == "provide", "trace_rpc_total"] >= 40).all()
 
 
 def test_servers_registered_with_heartbeats(campaign, job_run):

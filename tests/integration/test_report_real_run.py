@@ -4,6 +4,7 @@ real scheduler writing Parquet, both notebooks executed on what it wrote."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import numpy as np
@@ -48,4 +49,11 @@ def test_report_on_a_real_short_run(campaign, tmp_path):
     provides = written[written["kind"] == "provide"]
     assert rpcs.loc[("default", "provide"), "traced"] == provides["trace"].notna().sum() == ROUNDS
     assert rpcs.loc[("default", "provide"), "rpc_total"] == pytest.approx(provides["trace_rpc_total"].mean())
-    assert rpcs.loc[("default", "provide"), "ADD_PROVIDER"] >= 1
+    # a default-fleet (classic) provide among 60 reachable testbed peers and 3 servers stores on
+    # exactly the 20 closest: every traced provide wrote 20 ADD_PROVIDER and answered once
+    # all 20 had settled (one of the 20 may still fail on a loaded machine: seen once in 6 runs)
+    traces = [json.loads(trace) for trace in provides["trace"]]
+    assert [(t["rpcs"]["ADD_PROVIDER"], t["targets"], t["holders"] + t["stores_failed"]) for t in traces] \
+        == [(20, 20, 20)] * ROUNDS, traces
+    assert all(t["holders"] == t["stores_ok"] >= 15 for t in traces), traces  # nearly all took the record
+    assert rpcs.loc[("default", "provide"), "ADD_PROVIDER"] == 20

@@ -1,5 +1,4 @@
 import random
-import time
 
 import pytest
 
@@ -99,13 +98,29 @@ def test_fill_from_respects_free_room_only(local: PeerRef, rng: random.Random) -
     assert set(early) <= set(table.bucket(2))
 
 
-def test_a_thousand_peer_fill_takes_milliseconds(rng: random.Random) -> None:
-    peers = [PeerRef.from_id(rng.randbytes(34)) for _ in range(1000)]
-    started = time.perf_counter()
+class CountedKey(int):
+    """A key that counts the XOR distances computed with it (on either side)."""
+
+    xors = 0
+
+    def __xor__(self, other: int) -> int:
+        CountedKey.xors += 1
+        return int.__xor__(self, other)
+
+    __rxor__ = __xor__
+
+
+def test_a_thousand_peer_fill_computes_each_distance_twice_at_most(rng: random.Random) -> None:
+    """One sort, then every bucket is a slice: 2 distances per candidate (sort key and
+    gap), whatever the number of buckets — not one scan of the candidates per bucket.
+    (Speed itself is bench/'s business: timing asserts flake on a loaded machine.)"""
+    peers = [PeerRef(rng.randbytes(34), CountedKey(rng.getrandbits(KEY_BITS))) for _ in range(1000)]
     for local in peers[:20]:
-        RoutingTable(local).fill_from(peers)
-    per_fill = (time.perf_counter() - started) / 20
-    assert per_fill < 0.03, f"{per_fill * 1e3:.1f} ms per 1,000-peer fill"
+        CountedKey.xors = 0
+        table = RoutingTable(local)
+        added = table.fill_from(peers)
+        assert CountedKey.xors <= 2 * len(peers), f"{CountedKey.xors} distances for {len(peers)} candidates"
+        assert added == len(table) > 100 and local not in table
 
 
 def test_rejects_bad_k(local: PeerRef) -> None:

@@ -24,10 +24,12 @@ def _key_in(model: LatencyModel, region: str):
             return key
 
 
-@pytest.mark.parametrize("a,b", [("eu-central-1", "sa-east-1"), ("us-east-2", "us-west-1"), ("ap-south-1", "af-south-1")])
+@pytest.mark.parametrize("a,b", [("eu-central-1", "sa-east-1"), ("us-east-2", "us-west-1"),
+                                 ("ap-south-1", "af-south-1"), ("ap-southeast-2", "us-east-2")])
 def test_request_round_trips_match_the_matrix_within_10_percent(a, b):
     """What the emulation adds to a request's round trip (measured against the same pair
-    with emulation off, to take out loopback CPU cost) is the matrix RTT, within 10 %."""
+    with emulation off, to take out loopback CPU cost) is the matrix RTT, within 10 %, in
+    both directions; and no single request ever comes back faster than the matrix allows."""
     model = LatencyModel.load()
     loop = TrioThread("latency").start()
     nodes = []
@@ -48,8 +50,7 @@ def test_request_round_trips_match_the_matrix_within_10_percent(a, b):
         await client.rpc(target, wire.request(wire.PING, b""))
         return trio.current_time() - started
 
-    async def measure():
-        client, server = nodes
+    async def measure(client, server):
         client.learn(server.self_wire())
         target = PeerRef.from_id(server.me.peer_id)
         first = await ping(client, target)  # the first request pays the dial
@@ -59,15 +60,30 @@ def test_request_round_trips_match_the_matrix_within_10_percent(a, b):
             emulated.append(await ping(client, target))
             client.latency = server.latency = None
             baseline.append(await ping(client, target))
-        return first, statistics.median(emulated) - statistics.median(baseline)
+        return first, emulated, baseline
+
+    async def both_ways():
+        return [await measure(*nodes), await measure(*reversed(nodes))]
 
     try:
         loop.start_service(serve)
-        first, rtt = loop.run(measure)
+        directions = loop.run(both_ways)
     finally:
         loop.stop()
     expected = model.rtt(model.index(a), model.index(b))
-    assert expected * 0.9 <= rtt <= expected * 1.1
+    for (first, emulated, baseline), way in zip(directions, (f"{a}->{b}", f"{b}->{a}")):
+        # each message sleeps its one-way delay (no jitter here): load can only add to a sample
+        assert all(sample >= expected for sample in emulated), (way, expected, emulated)
+        # Load only ever adds time, so the least sample of each series is its truest one. An
+        # emulated request also waits out two sleeps the baseline does not: the event loop
+        # wakes each up to a millisecond late, later on a loaded 2-core machine (measured
+        # 1.5-3.5 ms in all), hence a 5 ms allowance above the 10 %.
+        added = min(emulated) - min(baseline)
+        assert expected * 0.9 <= added <= expected * 1.1 + 0.005, (way, expected, added, emulated, baseline)
+        # and the typical request too (its median: 10 ms allowance)
+        typical = statistics.median(emulated) - statistics.median(baseline)
+        assert expected * 0.9 <= typical <= expected * 1.1 + 0.010, (way, expected, typical, emulated, baseline)
+    first = directions[0][0]  # only the first direction dials: the second reuses the connection
     assert first >= expected * (1 + model.dial_rtts) * 0.9  # dial set-up + the request
 
 

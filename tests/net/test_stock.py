@@ -86,14 +86,17 @@ def test_record_provided_by_stock_is_found_by_our_driver(network):
 
     found, retrieve = loop.run(driver.find_first_provider, node, key)
     assert found is not None and found.peer_id == stock.peer_id.to_bytes()
-    assert sum(retrieve.rpcs.values()) >= 1  # over the network, not from node's own store
+    got = retrieve.as_dict()  # over the network, not from node's own store
+    assert not got.get("local") and got["rpcs"].get("GET_PROVIDERS", 0) == got["rpc_total"] >= 1, got
+    assert got["hops"] >= 1, got
 
 
 def test_record_provided_by_our_engine_is_found_by_stock(network):
     loop, stock, node, _, _, everyone = network
     key = _key_not_held_by(everyone, stock.peer_id.to_bytes())
     provided = loop.run(EngineStrategy(node, loop.nursery).provide, key)  # the default fleet: classic provide
-    assert len(provided.holders) >= 15, provided.as_dict()
+    # classic: ADD_PROVIDER to the 20 closest of the 61 other peers (all reachable), answered once all settled
+    assert len(provided.targets) == 20 and set(provided.holders) == set(provided.targets), provided.as_dict()
 
     found, trace = loop.run(stock.find_first_provider, key)
     assert found == node.me.peer_id

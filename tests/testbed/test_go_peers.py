@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from parsec.cids import cid_v0_for
+from parsec.kad import PeerRef, closest_peers, key_of
 from parsec.latency import LatencyModel
 from parsec.net.external import GO_BINARY, ExternalPeers, ExternalPeersError, go_available, go_command
 
@@ -71,16 +72,20 @@ def test_listening_and_fill(network):
 
 def test_go_provide_is_found_by_our_strategy(network):
     go, shard, loop, strategy = network["go"], network["shard"], network["loop"], network["strategy"]
-    records_before = shard.stats()["provider_records"]
     _, key = cid_v0_for(os.urandom(1024))
     reply = go.provide(3, key, timeout=60)
     assert reply["error"] == "", reply
     assert reply["duration_ns"] > 0
-    # go's ADD_PROVIDER is fire-and-forget: py peers store the record a moment later
+    # go's Provide stores on the 20 closest of the 60 others (all reachable): every py peer among them
+    # gets the record (go's ADD_PROVIDER is fire-and-forget: a moment later)
+    provider = network["go_peers"][3].peer_id
+    everyone = [PeerRef.from_id(p.peer_id) for p in network["go_peers"] + network["py_peers"]] + [strategy.node.me]
+    closest = {p.peer_id for p in closest_peers([p for p in everyone if p.peer_id != provider], key_of(key), 20)}
+    expected = closest & {p.peer_id for p in network["py_peers"]}
     deadline = time.monotonic() + 10
-    while shard.stats()["provider_records"] <= records_before and time.monotonic() < deadline:
+    while not expected <= set(shard.holders(key)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert shard.stats()["provider_records"] > records_before, "go's ADD_PROVIDER never reached a py peer"
+    assert expected and expected <= set(shard.holders(key)), "go's ADD_PROVIDER missed py peers among the closest"
     found, trace = loop.run(strategy.find_first_provider, key)
     assert found == network["go_peers"][3].peer_id, trace.as_dict()
     # and another Go peer finds it too
@@ -92,7 +97,8 @@ def test_our_provide_is_found_by_go_peers(network):
     go, loop, strategy = network["go"], network["loop"], network["strategy"]
     _, key = cid_v0_for(os.urandom(1024))
     trace = loop.run(strategy.provide, key)
-    assert len(trace.holders) >= 10, trace.as_dict()
+    # default fleet: ADD_PROVIDER to the 20 closest of the 60 others (all reachable), answered once all settled
+    assert len(trace.targets) == 20 and set(trace.holders) == set(trace.targets), trace.as_dict()
     go_ids = {p.peer_id.hex() for p in network["go_peers"]}
     assert go_ids & set(trace.holders), "no Go peer took the record"
     me = b58(strategy.node.me.peer_id)

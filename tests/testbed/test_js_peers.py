@@ -67,26 +67,51 @@ def test_listening_and_fill(network):
     assert 20 <= filled["mean_rt"] <= N_JS + N_PY - 1
 
 
+def _holds(loop, strategy, key: bytes) -> bool:
+    """Whether our strategy's host holds a provider record for ``key`` in its own store."""
+    return loop.run_sync(lambda: bool(strategy.node.providers.get(key, time.time())))
+
+
 def test_js_provide_is_found_by_our_strategy(network):
     js, loop, strategy = network["js"], network["loop"], network["strategy"]
     _, key = cid_v0_for(os.urandom(256))
     reply = js.provide(3, key, timeout=30)
     assert reply["error"] == "", reply
-    assert reply["duration_ns"] > 0 and reply["add_provider_sent"] >= 10, reply
+    # js's own provide: a lookup, then ADD_PROVIDER to its k = 20 closest of the 60 others (all reachable);
+    # every message it wrote is a request that was answered or an ADD_PROVIDER, none failed
+    assert reply["duration_ns"] > 0 and reply["add_provider_sent"] == 20, reply
+    rpcs = reply["rpcs"]
+    assert rpcs["failed"] == 0 and rpcs["sent"] == rpcs["answered"] + reply["add_provider_sent"], reply
+    assert rpcs["answered"] >= 20, reply  # its walk heard from at least its 20 closest
+    held = _holds(loop, strategy, key)  # our host may be one of the 20 js stored on
     found, trace = loop.run(strategy.find_first_provider, key)
     assert found == network["js_peers"][3].peer_id, trace.as_dict()
+    got = trace.as_dict()
+    if held:
+        assert got.get("local") is True and got["rpc_total"] == 0, got
+    else:
+        assert not got.get("local") and got["rpcs"].get("GET_PROVIDERS", 0) >= 1 and got["hops"] >= 1, got
 
 
 def test_our_provide_is_found_by_a_js_peer(network):
     js, loop, strategy = network["js"], network["loop"], network["strategy"]
     _, key = cid_v0_for(os.urandom(256))
     trace = loop.run(strategy.provide, key)
-    assert len(trace.holders) >= 10, trace.as_dict()
-    reply = js.find_first_provider(17, key, timeout=30)
-    assert reply["error"] == "", reply
-    assert reply["provider"] == b58(strategy.node.me.peer_id)
+    # default fleet: ADD_PROVIDER to the 20 closest of the 60 others (all reachable), answered once all settled
+    assert len(trace.targets) == 20 and set(trace.holders) == set(trace.targets), trace.as_dict()
+    js_ids = [peer.peer_id.hex() for peer in network["js_peers"]]
+    # 30 of the 60 peers are js: among 20 targets some are js, and 10 js peers at least are not
+    holder = next(i for i, peer_id in enumerate(js_ids) if peer_id in trace.holders)
+    walker = next(i for i, peer_id in enumerate(js_ids) if peer_id not in trace.targets)
+
+    reply = js.find_first_provider(walker, key, timeout=30)  # must ask the network
+    assert reply["error"] == "" and reply["provider"] == b58(strategy.node.me.peer_id), reply
     assert 0 < reply["duration_ns"] < 30e9
-    assert reply["rpcs"]["sent"] >= 1 or reply["duration_ns"] < 1e8  # asked the network, or held it
+    assert reply["rpcs"]["sent"] >= 1 and reply["rpcs"]["answered"] >= 1 and reply["rpcs"]["failed"] == 0, reply
+
+    reply = js.find_first_provider(holder, key, timeout=30)  # holds the record our provide stored on it
+    assert reply["error"] == "" and reply["provider"] == b58(strategy.node.me.peer_id), reply
+    assert reply["rpcs"] == {"sent": 0, "answered": 1, "failed": 0}, reply  # its own store answered
 
 
 def test_unknown_key_and_bad_commands(network):
