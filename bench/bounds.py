@@ -113,7 +113,8 @@ def main() -> int:
             print(f"{fleet}: parsec demo --fleets {fleet} --rounds {args.rounds} (log {base / fleet}.log)", flush=True)
             status = run_demo(fleet, args.rounds, state, base / f"{fleet}.log")
             if status != 0:
-                print(f"{fleet}: the demo failed (exit {status}); see its log", flush=True)
+                tail = (base / f"{fleet}.log").read_text().splitlines()[-5:]
+                print(f"{fleet}: the demo failed (exit {status}); its log ends:", *tail, sep="\n  ", flush=True)
                 results[fleet] = {"demo_exit": status}
                 continue
             results[fleet] = analyse(state / "parquet", args.host_lag_threshold)

@@ -235,7 +235,10 @@ def fleets_block(file: str, doc: dict | None, command: str, groups: dict[str, di
                      f"other fleets look up every fleet's record); durations of successes only. Intervals: "
                      f"percentile bootstrap of the file's per-operation samples ({boot['n_boot']} resamples, "
                      f"seed {boot['seed']}, {100 * boot['level']:g} %), quantiles interpolated linearly; speed-up = "
-                     f"`{BASELINE}`'s p50 / the fleet's p50 (> 1: faster than `{BASELINE}`). {DAGGER}")
+                     f"`{BASELINE}`'s p50 / the fleet's p50 (> 1: faster than `{BASELINE}`). The TTFPR speed-up is "
+                     f"taken over the records both fleets looked up, resampled in pairs (a fleet never looks up "
+                     f"its own record, and a classic provide leaves fewer live holders than a full-table one, so "
+                     f"the fleets' own TTFPR columns are of different records). {DAGGER}")
     else:
         parts.append(f"**No per-operation samples in this file** (written before the benches kept them): p50/p90 "
                      f"are the file's own (nearest rank), speed-ups the ratio of its p50s, and **no interval can be "
