@@ -108,6 +108,7 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         base = args.state_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parsec-bounds-")))
         base.mkdir(parents=True, exist_ok=True)
+        base.chmod(0o755)  # the embedded PostgreSQL runs as the 'postgres' user: it must reach its data dir
         for fleet in [f for f in args.fleets.split(",") if f]:
             state = base / fleet
             print(f"{fleet}: parsec demo --fleets {fleet} --rounds {args.rounds} (log {base / fleet}.log)", flush=True)
