@@ -1,6 +1,3 @@
--- Undo 0001_initial.up.sql: dependents first.
+-- Undo 0001_initial.up.sql. The Go parsec's tables stay: they are shared with Go binaries
+-- and belong to golang-migrate's bookkeeping (schema_migrations), not to ours.
 DROP TABLE IF EXISTS measurements;
-DROP TABLE IF EXISTS retrievals_ecs;
-DROP TABLE IF EXISTS provides_ecs;
-DROP TABLE IF EXISTS nodes_ecs;
-DROP TABLE IF EXISTS schedulers_ecs;

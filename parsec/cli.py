@@ -9,11 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
 
-from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load, peers_option
+from parsec.config import (
+    DatabaseSettings,
+    NetworkSettings,
+    ServerSettings,
+    TelemetrySettings,
+    TestbedSettings,
+    load,
+    peers_option,
+)
 
 
 def _network_args(parser: argparse.ArgumentParser) -> None:
@@ -63,11 +72,23 @@ def cmd_server(args: argparse.Namespace) -> int:
     """Run one server in the foreground (no Ray): peer, HTTP API, registration."""
     from parsec.server.runtime import ServerRuntime
 
-    server = load(ServerSettings, fleet=args.fleet, server_host=args.server_host, server_port=args.server_port,
-                  peer_host=args.peer_host, peer_port=args.peer_port, startup_delay=args.startup_delay)
+    if args.server_kind == "ipni":
+        print("parsec server ipni: not supported yet: parsec runs DHT servers only (`parsec server dht`)",
+              file=sys.stderr)
+        return 2
+    server = load(ServerSettings, fleet=args.fleet, strategy=args.strategy, server_host=args.server_host,
+                  server_port=args.server_port, peer_host=args.peer_host, peer_port=args.peer_port,
+                  startup_delay=args.startup_delay, dht_optprov=getattr(args, "optprov", None),
+                  dht_fullrt=getattr(args, "fullrt", None))
+    telemetry = load(TelemetrySettings)
     runtime = ServerRuntime(server, _network(args), load(DatabaseSettings))
     status = runtime.start()
-    print(f"parsec server (fleet {server.fleet}) peer {status.peer_id} on port {status.peer_port}; "
+    if telemetry.port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(telemetry.port, addr=telemetry.host, registry=runtime.metrics.registry)
+    print(f"parsec server (fleet {server.fleet}, strategy {server.strategy}) peer {status.peer_id} on port "
+          f"{status.peer_port}; "
           f"HTTP on {status.http_host}:{status.http_port}", flush=True)
     try:
         _wait_for_signal()
@@ -80,24 +101,48 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     from parsec.scheduler import job
 
     loops = job.settings_list(args)
-    results = asyncio.run(job.run_loops(loops, load(DatabaseSettings), args.metrics_port))
-    print(job.finished_line(results))
+    port, host = job.metrics_address(args)
+    return job.report_outcome(asyncio.run(job.run_job(loops, load(DatabaseSettings), port, metrics_host=host)))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """The Go parsec's ``health``: GET http://ADDRESS/readiness; OK and exit 0 on 200."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{args.address}/readiness"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        print(f"parsec health: {url}: {reason}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"parsec health: {url}: status code: {status}", file=sys.stderr)
+        return 1
+    print("OK")
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from parsec.store.db import connect_pool
-    from parsec.store.migrations import apply_migrations, migrate_down
+    from parsec.store.migrations import apply_migrations, go_schema_version, migrate_down
 
     async def run() -> None:
         pool = await connect_pool(load(DatabaseSettings))
         try:
             if args.down is not None:
                 done = await migrate_down(pool, args.down)
-                print(f"rolled back: {done or 'nothing'}")
+                print(f"rolled back: {done or 'nothing'} (the Go parsec's tables stay: they are shared)")
             else:
                 done = await apply_migrations(pool)
                 print(f"applied: {done or 'nothing (up to date)'}")
+            go = await go_schema_version(pool)
+            print("Go parsec schema: " + ("none" if go is None else
+                                          f"golang-migrate version {go[0]}{' (dirty)' if go[1] else ''}"))
         finally:
             await pool.close()
 
@@ -112,6 +157,23 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fleet", help="the fleet label this server registers, free text (env PARSEC_SERVER_FLEET, "
+                                   "default 'default')")
+    p.add_argument("--strategy", help="default, optprov, fullrt, pylibp2p, go or js (env PARSEC_SERVER_STRATEGY; "
+                                      "default: from PARSEC_SERVER_DHT_OPTPROV/_FULLRT, else the fleet label when it "
+                                      "names one, else default)")
+    p.add_argument("--server-host", help="HTTP API address (env PARSEC_SERVER_SERVER_HOST, default 127.0.0.1)")
+    p.add_argument("--server-port", type=int, help="HTTP API port, at most 32767; 0: a free one in 20000-32767 "
+                                                   "(env PARSEC_SERVER_SERVER_PORT, default 7070)")
+    p.add_argument("--peer-host", help="libp2p listen address (env PARSEC_SERVER_PEER_HOST, default 127.0.0.1)")
+    p.add_argument("--peer-port", type=int, help="libp2p TCP port, at most 32767; 0: a free one in 20000-32767 "
+                                                 "(env PARSEC_SERVER_PEER_PORT, default 4001)")
+    p.add_argument("--startup-delay", help="not ready before this long after start, e.g. 1m (env "
+                                           "PARSEC_SERVER_STARTUP_DELAY, default 0s)")
+    _network_args(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from parsec import demo
     from parsec.analysis import command as report_command
@@ -119,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     from parsec.scheduler import job
 
     parser = argparse.ArgumentParser(prog="parsec", description="DHT lookup performance measurement on Ray.")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level and show tracebacks")
+    for flag, env, what in _DB_FLAGS:
+        parser.add_argument(flag, metavar=flag.split("-")[-1].upper(),
+                            help=f"{what} (env {env}; as the Go parsec's global flag, before the command)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("demo", help="the whole loop on this machine, then a summary")
@@ -136,19 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, help="shard actors (default 2)")
     p.add_argument("--seed", type=int, help="reproducible peer identities")
     p.add_argument("--name", default="testbed", help="actor name prefix")
-    p.add_argument("--bootstrap-count", type=int, default=4)
+    p.add_argument("--bootstrap-count", type=int, default=4,
+                   help="testbed peers written to the bootstrap file (default 4)")
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     _network_args(p)
     p.set_defaults(func=cmd_testbed)
 
-    p = commands.add_parser("server", help="run one parsec server in the foreground")
-    p.add_argument("--fleet")
-    p.add_argument("--server-host")
-    p.add_argument("--server-port", type=int)
-    p.add_argument("--peer-host")
-    p.add_argument("--peer-port", type=int)
-    p.add_argument("--startup-delay")
-    _network_args(p)
+    p = commands.add_parser("server", help="run one parsec server in the foreground (`server dht`, the Go parsec's "
+                                          "form, is the same)")
+    _server_args(p)
+    kinds = p.add_subparsers(dest="server_kind", metavar="{dht,ipni}")
+    dht = kinds.add_parser("dht", help="a DHT server (what `parsec server` alone runs)")
+    dht.add_argument("--optprov", action="store_true", default=None,
+                     help="optimistic provide: strategy optprov (env PARSEC_SERVER_DHT_OPTPROV)")
+    dht.add_argument("--fullrt", action="store_true", default=None,
+                     help="full routing table: strategy fullrt (env PARSEC_SERVER_DHT_FULLRT)")
+    kinds.add_parser("ipni", help="an IPNI (cid.contact) server: not supported yet")
     p.set_defaults(func=cmd_server)
 
     p = commands.add_parser("scheduler", help="run a scheduler in the foreground")
@@ -162,8 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     report_command.add_arguments(p)
     p.set_defaults(func=report_command.run)
 
-    p = commands.add_parser("migrate", help="apply pending database migrations")
-    p.add_argument("--down", type=int, metavar="VERSION", help="roll back to this version")
+    p = commands.add_parser("health", help="is a server ready? GET ADDRESS/readiness: prints OK and exits 0 on 200 "
+                                          "(the Go parsec's health command)")
+    p.add_argument("address", help="the server's HOST:PORT, e.g. localhost:7070")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer (default 5)")
+    p.set_defaults(func=cmd_health)
+
+    p = commands.add_parser("migrate", help="apply pending database migrations (the Go parsec's tables first, on a "
+                                           "fresh database)")
+    p.add_argument("--down", type=int, metavar="VERSION", help="roll our tables back to this version (0: none of ours; "
+                                                              "the Go parsec's tables stay)")
     p.set_defaults(func=cmd_migrate)
 
     from parsec.sim.cli import add_simulate_command
@@ -172,8 +248,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DB_FLAGS = (
+    ("--db-host", "PARSEC_DATABASE_HOST", "PostgreSQL host"),
+    ("--db-port", "PARSEC_DATABASE_PORT", "PostgreSQL port"),
+    ("--db-name", "PARSEC_DATABASE_NAME", "database name"),
+    ("--db-user", "PARSEC_DATABASE_USER", "database user"),
+    ("--db-password", "PARSEC_DATABASE_PASSWORD", "database password"),
+    ("--db-sslmode", "PARSEC_DATABASE_SSL_MODE", "sslmode: disable, allow, prefer, require, verify-ca, verify-full"),
+    ("--telemetry-host", "PARSEC_TELEMETRY_HOST", "address `server` and `scheduler` serve Prometheus metrics on "
+                                                  "(default localhost)"),
+    ("--telemetry-port", "PARSEC_TELEMETRY_PORT", "port `server` and `scheduler` serve Prometheus metrics on "
+                                                  "(default: none; the Go parsec's is 6666)"),
+)
+
+
+def _apply_db_flags(args: argparse.Namespace) -> None:
+    """The global ``--db-*`` / ``--telemetry-*`` flags win over the environment, for this process
+    and its children."""
+    for flag, env, _ in _DB_FLAGS:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if value is not None:
+            os.environ[env] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _apply_db_flags(args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

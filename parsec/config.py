@@ -172,16 +172,37 @@ class NetworkSettings(BaseSettings):
         return f"no bootstrap peers for network {self.network!r}: set PARSEC_BOOTSTRAP_PEERS or PARSEC_BOOTSTRAP_FILE"
 
 
+class TelemetrySettings(BaseSettings):
+    """Where ``parsec server`` and ``parsec scheduler`` also serve their Prometheus metrics
+    (``/metrics``), under the Go parsec's setting names; no port: not served there (a server
+    still answers ``/metrics`` on its API port, a scheduler on ``--metrics-port``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PARSEC_TELEMETRY_", extra="ignore")
+
+    host: str = Field("localhost", description="address of the metrics listener (the Go parsec's default)")
+    port: int | None = Field(None, ge=1, le=65535, description="its port; the Go parsec's default is 6666")
+
+
+SMALLINT_PORT_MAX = 32767  # nodes_ecs.server_port / peer_port are SMALLINT (parsec.net.ports)
+
+
 class ServerSettings(BaseSettings):
     """A parsec server: HTTP API, libp2p peer, registration and heartbeat."""
 
     model_config = SettingsConfigDict(env_prefix="PARSEC_SERVER_", extra="ignore")
 
-    fleet: str = "default"
+    fleet: str = Field("default", min_length=1, max_length=200, description=(
+        "the fleet label this server registers (free text, as in the Go parsec); schedulers select servers by it"))
+    strategy: str | None = Field(None, description=(
+        "how this server provides and retrieves: " + ", ".join(FLEETS) + "; unset: optprov or fullrt when "
+        "PARSEC_SERVER_DHT_OPTPROV / _FULLRT is true (the Go parsec's settings), else the fleet label when it names "
+        "a strategy, else default"))
+    dht_optprov: bool = Field(False, description="the Go parsec's setting: optimistic provide (strategy optprov)")
+    dht_fullrt: bool = Field(False, description="the Go parsec's setting: full routing table (strategy fullrt)")
     server_host: str = "127.0.0.1"
-    server_port: int = Field(7070, ge=0, le=65535)
+    server_port: int = Field(7070, ge=0, description="HTTP API port; 0: a free one in 20000-32767")
     peer_host: str = "127.0.0.1"
-    peer_port: int = Field(4001, ge=0, le=65535)
+    peer_port: int = Field(4001, ge=0, description="libp2p TCP port; 0: a free one in 20000-32767")
     startup_delay: Seconds = 0.0
     heartbeat_interval: Seconds = 60.0
     provide_timeout: Seconds = 180.0
@@ -200,15 +221,43 @@ class ServerSettings(BaseSettings):
                                            "request is answered 429 with Retry-After")
     retry_after: int = Field(5, ge=1, description="seconds a 429 asks the client to wait")
     max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line + headers; larger is refused")
-    idle_timeout: Seconds = Field(75.0, gt=0, description="a connection with no request under way (kept alive, "
-                                  "or a request head still arriving) is closed after this")
+    idle_timeout: Seconds = Field(20.0, gt=0, description="a connection with no request under way (kept alive, "
+                                  "or a request head still arriving) is closed after this: a request head must "
+                                  "arrive in full within it, however it trickles in")
     body_timeout: Seconds = Field(30.0, gt=0, description="a request body not received within this is refused "
                                   "(408); a client silent this long mid-body is dropped")
 
-    @field_validator("fleet")
+    @field_validator("strategy")
     @classmethod
-    def _known_fleet(cls, value: str) -> str:
-        return known_fleet(value)
+    def _known_strategy(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if value.strip() not in FLEETS:
+            raise ValueError(f"unknown strategy {value.strip()!r}; known: {', '.join(FLEETS)}")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _resolve_strategy(self) -> ServerSettings:
+        """``strategy`` always set after validation, by the rule its description states."""
+        flags = [name for name, on in (("optprov", self.dht_optprov), ("fullrt", self.dht_fullrt)) if on]
+        if len(flags) == 2:
+            raise ValueError("PARSEC_SERVER_DHT_OPTPROV and PARSEC_SERVER_DHT_FULLRT are both true: the Go parsec "
+                             "runs optimistic provide on a full routing table, parsec has no such strategy; set one")
+        if self.strategy is not None and flags and flags[0] != self.strategy:
+            raise ValueError(f"PARSEC_SERVER_STRATEGY={self.strategy} contradicts PARSEC_SERVER_DHT_"
+                             f"{flags[0].upper()}=true; set one of them")
+        if self.strategy is None:
+            self.strategy = flags[0] if flags else self.fleet if self.fleet in FLEETS else "default"
+        return self
+
+    @field_validator("server_port", "peer_port")
+    @classmethod
+    def _port_the_original_can_store(cls, value: int) -> int:
+        if value > SMALLINT_PORT_MAX:
+            raise ValueError(f"above {SMALLINT_PORT_MAX}: the original's nodes_ecs stores ports as SMALLINT and a Go "
+                             f"scheduler would read it as {value - 65536}; use 1024-{SMALLINT_PORT_MAX}, or 0 for a "
+                             f"free one")
+        return value
 
     @field_validator("auth_token")
     @classmethod
@@ -343,17 +392,21 @@ _SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
 
 
 def describe_validation_error(error: ValidationError, prefix: str) -> str:
-    """One line per bad setting, named as the user would set it (env name)."""
+    """Each bad setting named as the user would set it (env name): one line for one setting,
+    a heading and one line per setting for several."""
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
         if not field:  # a rule across settings: its message names them
-            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
+            lines.append(message)
             continue
         env = f"{prefix}{field}".upper()
         given = "***" if _SECRET.search(field) else repr(item.get("input"))
-        lines.append(f"  {env}: {item['msg']} (got {given})")
-    return "invalid settings:\n" + "\n".join(lines)
+        lines.append(f"{env}: {message} (got {given})")
+    if len(lines) == 1:
+        return f"invalid setting: {lines[0]}"
+    return "invalid settings:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def load(cls, prefix: str | None = None, **overrides):

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--servers", type=int, default=3, help="servers per fleet (default 3)")
     parser.add_argument("--rounds", type=int, default=6, help="scheduler rounds (default 6)")
     parser.add_argument("--interval", default="2s", help="round interval (default 2s)")
-    parser.add_argument("--probes", type=int, default=1)
+    parser.add_argument("--probes", type=int, default=1, help="sequential retrievals per server per round (default 1)")
     parser.add_argument("--unreachable", type=float,
                         help="share of routing-table peers that never answer (default 0.45, the public DHT's)")
     parser.add_argument("--churn", help="median online session of a testbed peer, e.g. 2h (the default, the "

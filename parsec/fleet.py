@@ -119,12 +119,15 @@ def fleet_actor_names(fleet: str | None = None) -> list[str]:
     return sorted(names)
 
 
-def server_config(name: str, fleet: str, server: ServerSettings, network: NetworkSettings,
+def server_config(name: str, fleet: str, region: str, server: ServerSettings, network: NetworkSettings,
                   database: DatabaseSettings, bootstrap: list[str]) -> ServerActorConfig:
+    """A placed server's configuration: its fleet, and the region it is placed for — which
+    wins over what the Ray node says (a node may offer several ``region:*`` resources) and
+    over the region its peer id would have under WAN emulation."""
     from parsec.server.actor import ServerActorConfig
 
-    return ServerActorConfig(name=name, server=server.model_copy(update={"fleet": fleet}), network=network,
-                             database=database, bootstrap=bootstrap, bind_node_ip=True)
+    return ServerActorConfig(name=name, server=server.model_copy(update={"fleet": fleet, "region": region}),
+                             network=network, database=database, bootstrap=bootstrap, bind_node_ip=True)
 
 
 def deploy(settings: FleetSettings, server: ServerSettings, network: NetworkSettings, database: DatabaseSettings,
@@ -146,7 +149,7 @@ def deploy(settings: FleetSettings, server: ServerSettings, network: NetworkSett
     existing = set(fleet_actor_names(settings.fleet))
     handles = []
     for placement in plan_fleet(settings.fleet, settings.regions, settings.servers_per_region):
-        config = server_config(placement.name, settings.fleet, server, network, database, bootstrap)
+        config = server_config(placement.name, settings.fleet, placement.region, server, network, database, bootstrap)
         action = "created"
         if placement.name in existing:
             handle = ray.get_actor(placement.name, namespace=NAMESPACE)

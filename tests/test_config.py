@@ -53,8 +53,8 @@ def test_invalid_settings_exit_with_env_names(monkeypatch):
         load(SchedulerSettings)
     assert "PARSEC_SCHEDULER_PROBES" in str(exit_info.value)
     with pytest.raises(SystemExit) as exit_info:
-        load(ServerSettings, fleet="nope")
-    assert "PARSEC_SERVER_FLEET" in str(exit_info.value) and "unknown fleet" in str(exit_info.value)
+        load(ServerSettings, strategy="nope")  # fleet labels are free text; strategies are not
+    assert "PARSEC_SERVER_STRATEGY" in str(exit_info.value) and "unknown strategy" in str(exit_info.value)
 
 
 def test_password_never_in_repr_or_redacted():

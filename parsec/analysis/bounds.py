@@ -41,7 +41,7 @@ def threshold_ms(value: str | float | None = None) -> float:
     try:
         settings = load(ReportSettings, host_lag_threshold=value)
     except SystemExit as error:
-        text = " ".join(str(error).split()).removeprefix("invalid settings: ")
+        text = " ".join(str(error).split()).removeprefix("invalid settings: ").removeprefix("invalid setting: ")
         if value is not None:  # the flag overrides the environment: name the flag
             text = text.replace("PARSEC_REPORT_HOST_LAG_THRESHOLD", "--host-lag-threshold")
         raise DataError(f"invalid setting: {text}") from None

@@ -5,7 +5,8 @@ kad-dht) each host many DHT server peers in one process and speak one control pr
 JSON lines over stdin/stdout:
 
 - start: ``PROGRAM --peers N --host 127.0.0.1 --protocol-prefix /ipfs [--seed S]
-  [--latency FILE]``; once every peer listens the program prints
+  [--latency FILE] [--port P]`` (P: the first peer's TCP port; the others' are random);
+  once every peer listens the program prints
   ``{"event":"listening","peers":[{"id":"<base58>","addrs":["/ip4/…/tcp/…"]}, …]}``
   (extra fields are kept in ``ExternalPeers.info``).
 - then one command per line, each with an ``id`` echoed in its reply

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 from libp2p.peer.id import ID
 
+from parsec.net import ports
 from parsec.net.external import ExternalPeers, command_for
 from parsec.net.node import RpcError
 from parsec.net.wire import WirePeer
@@ -44,9 +45,11 @@ class ExternalStrategy:
             handle.write(latency.as_json())
             handle.close()
             latency_file = handle.name
+        # the port it registers must fit the original's nodes_ecs (parsec.net.ports)
         self.peers = ExternalPeers(command_for(implementation), peers=1,
                                    protocol_prefix=protocol_id.removesuffix("/kad/1.0.0"),
-                                   latency_file=latency_file, name=f"{implementation}-server")
+                                   latency_file=latency_file, name=f"{implementation}-server",
+                                   extra_args=["--port", str(ports.free_port("127.0.0.1"))])
         self.peer: WirePeer | None = None
         self.joined = False
         self._rt_size = 0

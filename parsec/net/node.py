@@ -179,7 +179,12 @@ class DhtNode:
         return PeerRef.from_id(peer.peer_id)
 
     def wire_peer(self, ref: PeerRef) -> WirePeer:
+        """A peer as the wire carries it, with the addresses we know; ourselves with our
+        listen addresses (as go's GET_PROVIDERS answer does for its own provider entry: a
+        client can then dial the provider without a FIND_PEER)."""
         pid = self.id_of(ref.peer_id)
+        if ref.peer_id == self.me.peer_id:
+            return WirePeer.of(pid, pylibp2p.listen_addrs(self.host))
         return WirePeer.of(pid, pylibp2p.known_addrs(self.host, pid))
 
     def add_to_routing(self, peers: Iterable[WirePeer]) -> int:

@@ -15,7 +15,7 @@ import asyncio
 import base64
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
@@ -24,7 +24,8 @@ SCHEDULER_HEADER = "x-scheduler-id"
 
 @dataclass(frozen=True)
 class ServerReply:
-    """One measurement as the scheduler records it."""
+    """One measurement as the scheduler records it; ``more`` holds the reply's further
+    measurements (a Go IPNI server answers a provide with several steps)."""
 
     step: str
     duration_s: float
@@ -33,6 +34,11 @@ class ServerReply:
     rt_size: int
     http_status: int | None = None
     trace: str | None = None  # JSON of the measurement's optional "Trace" (our servers send one)
+    more: tuple[ServerReply, ...] = ()
+
+    def all(self) -> list[ServerReply]:
+        """Every measurement of the reply, this one first."""
+        return [self, *self.more]
 
 
 def node_url(ip_address: str, port: int) -> str:
@@ -41,31 +47,51 @@ def node_url(ip_address: str, port: int) -> str:
 
 
 def parse_measurement(body: object, default_step: str, cid: str) -> ServerReply:
-    """The contract's response body → ServerReply; raises ValueError when it is not one."""
+    """The contract's response body → ServerReply (its first measurement, the others in
+    ``more``); raises ValueError when it is not one."""
     if not isinstance(body, dict):
         raise ValueError("response is not a JSON object")
     measurements = body.get("Measurements")
-    if not isinstance(measurements, list) or not measurements or not isinstance(measurements[0], dict):
+    if not isinstance(measurements, list) or not measurements:
         raise ValueError("response has no Measurements")
-    first = measurements[0]
-    duration = first.get("Duration")
-    if not isinstance(duration, int) or isinstance(duration, bool) or duration < 0:
-        raise ValueError("Measurements[0].Duration is not a non-negative integer")
-    error = first.get("Error", "")
-    if not isinstance(error, str):
-        raise ValueError("Measurements[0].Error is not a string")
     rt_size = body.get("RoutingTableSize", 0)
-    step = first.get("Step") or default_step  # the Go server sends "" for retrievals
-    trace = first.get("Trace")
+    rt_size = int(rt_size) if isinstance(rt_size, int) and not isinstance(rt_size, bool) else 0
+    reply_cid = str(body.get("CID") or cid)
+    replies = [_one_measurement(item, index, default_step, reply_cid, rt_size)
+               for index, item in enumerate(measurements)]
+    first, *more = replies
+    return replace(first, more=tuple(more))
+
+
+def _one_measurement(item: object, index: int, default_step: str, cid: str, rt_size: int) -> ServerReply:
+    if not isinstance(item, dict):
+        raise ValueError(f"Measurements[{index}] is not an object")
+    duration = item.get("Duration")
+    if not isinstance(duration, int) or isinstance(duration, bool) or duration < 0:
+        raise ValueError(f"Measurements[{index}].Duration is not a non-negative integer")
+    error = item.get("Error", "")
+    if not isinstance(error, str):
+        raise ValueError(f"Measurements[{index}].Error is not a string")
+    step = item.get("Step") or default_step  # the Go server sends "" for retrievals
+    trace = item.get("Trace")
     return ServerReply(
-        step=step,
+        step=step if isinstance(step, str) else default_step,
         duration_s=duration / 1e9,
         error=error or None,
-        cid=str(body.get("CID") or cid),
-        rt_size=int(rt_size) if isinstance(rt_size, int) else 0,
+        cid=cid,
+        rt_size=rt_size,
         http_status=200,
         trace=json.dumps(trace, separators=(",", ":")) if isinstance(trace, dict) else None,
     )
+
+
+def _error_text(text: str) -> str:
+    """What an error answer says: its ``error`` field (our servers'), else the body's start."""
+    try:
+        message = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        message = None
+    return message[:200] if isinstance(message, str) else text[:200]
 
 
 class ServerClient:
@@ -113,7 +139,7 @@ class ServerClient:
                 status = response.status
                 text = await response.text()
             if status != 200:
-                raise ValueError(f"HTTP {status}: {text[:200]}")
+                raise ValueError(f"HTTP {status}: {_error_text(text)}")
             return parse_measurement(json.loads(text), step, cid)
         except asyncio.TimeoutError:
             error = f"scheduler HTTP timeout after {self._timeout.total:g}s"

@@ -1,8 +1,10 @@
 """Run schedulers to completion: the body of ``jobs/scheduler.py`` and ``parsec scheduler``.
 
-One job may run several independent scheduler loops at once — one per fleet set given
-with a repeated ``--fleets`` (``--fleets default --fleets optprov --fleets default+fullrt``)
-— the way ProbeLab ran one scheduler per fleet plus cross-fleet ones. Each loop registers
+``--fleets`` is the Go parsec's flag: every value (repeated, or joined by ',') is a fleet of
+the one scheduler loop (``--fleets default --fleets optprov``: one loop over both). One job
+may also run several independent loops at once — one per ``--loop`` (``--loop default
+--loop optprov --loop default+fullrt``) — the way ProbeLab ran one scheduler per fleet plus
+cross-fleet ones. Each loop registers
 its own ``schedulers_ecs`` row, keeps its own round-robin and writes its own Parquet files;
 they share the process, the database pool and the stop signal.
 
@@ -28,8 +30,10 @@ import logging
 import signal
 import socket
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from parsec.config import DatabaseSettings, SchedulerSettings, load
+from parsec.config import DatabaseSettings, SchedulerSettings, TelemetrySettings, load
 from parsec.scheduler.loop import RoundReport, Scheduler, SchedulerMetrics
 from parsec.scheduler.sinks import DurableSink, Sink, journal_path
 from parsec.store.db import StoreError
@@ -40,9 +44,12 @@ log = logging.getLogger("parsec.scheduler")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleets", action="append",
-                        help="the fleets one scheduler loop covers, joined by ',' or '+' (env PARSEC_SCHEDULER_FLEETS, "
-                             "default 'default'); repeat for independent loops in this job: "
-                             "--fleets default --fleets optprov --fleets default+fullrt")
+                        help="the fleets of the scheduler loop, as the Go parsec's flag: repeat it or join by ',' "
+                             "(--fleets default --fleets optprov: one loop over both; env PARSEC_SCHEDULER_FLEETS, "
+                             "default 'default')")
+    parser.add_argument("--loop", action="append", metavar="FLEETS",
+                        help="an independent scheduler loop over these fleets (joined by ',' or '+'); repeat for "
+                             "several loops in this job: --loop default --loop optprov --loop default+fullrt")
     parser.add_argument("--interval", help="at most one round start per interval, e.g. 1m, 5s (default 1m)")
     parser.add_argument("--probes", type=int, help="sequential retrievals per node per round (default 1)")
     parser.add_argument("--rounds", type=int, help="stop after this many rounds per loop (default: run until stopped)")
@@ -51,22 +58,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-parquet", action="store_true", help="write Postgres only")
     parser.add_argument("--spool-dir", help="where the journal of operations and spooled records lives "
                                             "(default ~/.parsec/spool)")
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT (default: "
+                                                       "PARSEC_TELEMETRY_HOST:PARSEC_TELEMETRY_PORT when set)")
 
 
-def fleet_sets(values: list[str] | None) -> list[str | None]:
-    """Each ``--fleets`` value as one loop's comma-separated fleets ('+' joins too); None
-    means the environment's (PARSEC_SCHEDULER_FLEETS) or the default."""
-    if not values:
-        return [None]
-    return [",".join(part.strip() for part in value.replace("+", ",").split(",") if part.strip()) or value
-            for value in values]
+def fleet_sets(fleets: list[str] | None, loops: list[str] | None = None) -> list[str | None]:
+    """The loops' comma-separated fleets: every ``--fleets`` value together as one loop (the
+    Go parsec's meaning), then each ``--loop`` value as a loop of its own ('+' joins too);
+    None means the environment's (PARSEC_SCHEDULER_FLEETS) or the default."""
+    sets = [_joined(fleets)] if fleets else []
+    sets += [_joined([value]) for value in loops or []]
+    return sets or [None]
+
+
+def _joined(values: list[str]) -> str:
+    parts = [part.strip() for value in values for part in value.replace("+", ",").split(",")]
+    return ",".join(dict.fromkeys(part for part in parts if part)) or ",".join(values)
 
 
 def settings_list(args: argparse.Namespace) -> list[SchedulerSettings]:
     """One SchedulerSettings per loop; the same fleet set twice is a mistake, not two loops."""
     loops = []
-    for fleets in fleet_sets(args.fleets):
+    for fleets in fleet_sets(args.fleets, getattr(args, "loop", None)):
         settings = load(SchedulerSettings, fleets=fleets, interval=args.interval, probes=args.probes,
                         rounds=args.rounds, duration=getattr(args, "duration", None), parquet_dir=args.parquet_dir,
                         spool_dir=getattr(args, "spool_dir", None))
@@ -75,7 +88,7 @@ def settings_list(args: argparse.Namespace) -> list[SchedulerSettings]:
         loops.append(settings)
     seen = [tuple(sorted(s.fleets)) for s in loops]
     if len(set(seen)) != len(seen):
-        raise SystemExit("invalid settings:\n  --fleets: the same fleet set is given twice")
+        raise SystemExit("invalid setting: --loop: the same fleet set is given twice")
     return loops
 
 
@@ -92,7 +105,7 @@ def print_round(report: RoundReport, label: str = "") -> None:
 
 
 async def _start_loop(settings: SchedulerSettings, repo, database: DatabaseSettings, metrics_port: int | None,
-                      label: str) -> Scheduler:
+                      label: str, metrics_host: str = "127.0.0.1") -> Scheduler:
     from parsec.store.parquet import ParquetSink
 
     # the journal's lock first: a second scheduler of the same fleets and database stops
@@ -124,14 +137,39 @@ async def _start_loop(settings: SchedulerSettings, repo, database: DatabaseSetti
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
     return scheduler
+
+
+@dataclass
+class JobOutcome:
+    """What a job did: reports per loop, and the records Postgres did not get, per spool."""
+
+    reports: list[list[RoundReport]]
+    unwritten: dict[Path, int] = field(default_factory=dict)
+
+    def unwritten_line(self) -> str | None:
+        """One line naming how many records Postgres lacks and where they are kept; None if none."""
+        if not self.unwritten:
+            return None
+        total = sum(self.unwritten.values())
+        where = ", ".join(str(path) for path in self.unwritten)
+        return (f"parsec scheduler: {total} record(s) not written to Postgres, kept in {where}; "
+                f"the next scheduler start of the same fleets and database writes them")
 
 
 async def run_loops(loops: list[SchedulerSettings], database: DatabaseSettings,
                     metrics_port: int | None = None, stop: asyncio.Event | None = None) -> list[list[RoundReport]]:
     """Run every loop at once until each is done (``rounds``) or the run is stopped
     (signal, ``duration``, or ``stop`` set by the caller); reports per loop."""
+    return (await run_job(loops, database, metrics_port, stop)).reports
+
+
+async def run_job(loops: list[SchedulerSettings], database: DatabaseSettings,
+                  metrics_port: int | None = None, stop: asyncio.Event | None = None,
+                  metrics_host: str = "127.0.0.1") -> JobOutcome:
+    """``run_loops``, and what Postgres did not get (kept in each loop's spool). Loop i serves
+    its metrics on ``metrics_host:metrics_port + i`` when a port is given."""
     from parsec.store.db import Repository, connect_pool
     from parsec.store.migrations import apply_migrations
 
@@ -144,7 +182,7 @@ async def run_loops(loops: list[SchedulerSettings], database: DatabaseSettings,
             label = f"[{'+'.join(settings.fleets)}] " if len(loops) > 1 else ""
             port = metrics_port + index if metrics_port is not None else None
             try:
-                scheduler = await _start_loop(settings, repo, database, port, label)
+                scheduler = await _start_loop(settings, repo, database, port, label, metrics_host)
             except BaseException:
                 for started in schedulers:  # their journals are open: close them, spooled records kept
                     await started.sink.flush()
@@ -164,7 +202,10 @@ async def run_loops(loops: list[SchedulerSettings], database: DatabaseSettings,
         duration = loops[0].duration
         if duration:
             loop.call_later(duration, stop.set)
-        return list(await asyncio.gather(*(scheduler.run(stop) for scheduler in schedulers)))
+        reports = list(await asyncio.gather(*(scheduler.run(stop) for scheduler in schedulers)))
+        unwritten = {scheduler.sink.journal.path: scheduler.sink.unwritten for scheduler in schedulers
+                     if getattr(scheduler.sink, "unwritten", 0)}
+        return JobOutcome(reports, unwritten)
     finally:
         await pool.close()
 
@@ -187,12 +228,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     loops = settings_list(args)
     database = load(DatabaseSettings)
+    port, host = metrics_address(args)
     try:
-        results = asyncio.run(run_loops(loops, database, args.metrics_port))
+        outcome = asyncio.run(run_job(loops, database, port, metrics_host=host))
     except (StoreError, JournalBusy) as error:
         print(f"parsec scheduler: {error}", file=sys.stderr, flush=True)
         return 1
-    print(finished_line(results), flush=True)
+    return report_outcome(outcome)
+
+
+def metrics_address(args: argparse.Namespace) -> tuple[int | None, str]:
+    """(port, host) of the metrics listener: ``--metrics-port`` on 127.0.0.1, else the Go
+    parsec's telemetry settings (``PARSEC_TELEMETRY_PORT``/``_HOST``), else none."""
+    if args.metrics_port is not None:
+        return args.metrics_port, "127.0.0.1"
+    telemetry = load(TelemetrySettings)
+    return telemetry.port, telemetry.host
+
+
+def report_outcome(outcome: JobOutcome) -> int:
+    """Print how the job ended; the exit status: 1 when records are left unwritten."""
+    print(finished_line(outcome.reports), flush=True)
+    line = outcome.unwritten_line()
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -20,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from parsec.cids import cid_v0_for
 from parsec.config import SchedulerSettings
@@ -47,17 +50,50 @@ CANCELLED = "cancelled: the scheduler stopped before the server answered"
 
 
 class SchedulerMetrics:
-    """The original scheduler's Prometheus metrics, on a registry of their own."""
+    """The original scheduler's Prometheus metrics, on a registry of their own.
+
+    Names as the Go scheduler exports them: ``parsec_active_nodes`` (gauge) and
+    ``parsec_issued_provides`` / ``parsec_issued_retrievals`` by ``success`` — client_golang
+    exports those counters without a ``_total`` suffix while prometheus_client would add one,
+    so they are exposed untyped under exactly the Go names (``IssuedCounts``): a dashboard
+    made for the Go scheduler reads ours unchanged.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.active_nodes = Gauge("parsec_active_nodes", "Ready nodes in the last round", registry=self.registry)
-        self.provides = Counter("parsec_issued_provides", "Provides issued", ["success"], registry=self.registry)
-        self.retrievals = Counter("parsec_issued_retrievals", "Retrievals issued", ["success"], registry=self.registry)
+        self.issued = IssuedCounts()
+        self.registry.register(self.issued)
 
-    def count(self, record: MeasurementRecord) -> None:
-        counter = self.provides if record.kind == "provide" else self.retrievals
-        counter.labels(success=str(record.error is None).lower()).inc()
+    def count(self, records: list[MeasurementRecord]) -> None:
+        """One issued operation (its records: one per measurement of the reply)."""
+        self.issued.count(records[0].kind, all(record.error is None for record in records))
+
+
+class IssuedCounts(Collector):
+    """Operations issued, by kind and success, as ``parsec_issued_provides`` /
+    ``parsec_issued_retrievals`` (untyped, so no suffix is added to the Go names)."""
+
+    NAMES = {"provide": ("parsec_issued_provides", "Number of started provide operations."),
+             "retrieval": ("parsec_issued_retrievals", "Number of started retrieval operations.")}
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, bool], int] = {}
+        self._lock = threading.Lock()
+
+    def count(self, kind: str, success: bool) -> None:
+        with self._lock:
+            self._counts[(kind, success)] = self._counts.get((kind, success), 0) + 1
+
+    def collect(self):
+        with self._lock:
+            counts = dict(self._counts)
+        for kind, (name, documentation) in self.NAMES.items():
+            metric = Metric(name, documentation, "unknown")
+            for success in (True, False):
+                if (kind, success) in counts:
+                    metric.add_sample(name, {"success": str(success).lower()}, counts[(kind, success)])
+            yield metric
 
 
 @dataclass
@@ -101,7 +137,9 @@ class Scheduler:
         stop = stop or asyncio.Event()
         self._abort = asyncio.Event()
         watcher = asyncio.create_task(self._abort_after_grace(stop))
-        self._client = ServerClient(str(self.scheduler_id), timeout=self.settings.http_timeout,
+        # x-scheduler-id: the loop's fleets joined by ',', as the Go scheduler sends it (servers
+        # label their metrics with it); the schedulers_ecs id is in the database
+        self._client = ServerClient(",".join(self.settings.fleets), timeout=self.settings.http_timeout,
                                     readiness_timeout=self.settings.readiness_timeout,
                                     auth_token=_secret(self.settings.auth_token))
         reports: list[RoundReport] = []
@@ -187,24 +225,26 @@ class Scheduler:
         url = node_url(plan.provider.ip_address, plan.provider.server_port)
         intent = self._issue("provide", plan.provider, cid, number)
         reply = await self._measure("provide", self._client.provide(url, content, cid), cid)
-        report.provide = self._record(intent, reply)
-        await self._store([report.provide])
-        if reply.error is not None or self._abort.is_set():
-            return report
+        provided = self._records(intent, reply)
+        report.provide = provided[0]
+        await self._store(provided)
+        if any(record.error is not None for record in provided) or self._abort.is_set():
+            return report  # as the original: no retrievals after a failed step
         results = await asyncio.gather(*(self._probe(node, reply.cid, number) for node in plan.retrievers))
-        report.retrievals = [record for batch in results for record in batch]
-        await self._store(report.retrievals)
+        report.retrievals = [records[0] for batch in results for records in batch]
+        await self._store([record for batch in results for records in batch for record in records])
         return report
 
-    async def _probe(self, node, cid: str, number: int) -> list[MeasurementRecord]:
-        records = []
+    async def _probe(self, node, cid: str, number: int) -> list[list[MeasurementRecord]]:
+        """The records of each retrieval issued to ``node`` (one per measurement of its reply)."""
+        issued = []
         for _ in range(self.settings.probes):
             if self._abort.is_set():
                 break  # not issued: no record
             intent = self._issue("retrieval", node, cid, number)
             reply = await self._measure("retrieval", self._client.retrieve(node_url(node.ip_address, node.server_port), cid), cid)
-            records.append(self._record(intent, reply))
-        return records
+            issued.append(self._records(intent, reply))
+        return issued
 
     async def _discover(self):
         """This round's nodes; the last discovery's while the database is unreachable
@@ -226,19 +266,32 @@ class Scheduler:
         self.sink.issue(intent)
         return intent
 
-    def _record(self, intent: Intent, reply: ServerReply) -> MeasurementRecord:
+    def _records(self, intent: Intent, reply: ServerReply) -> list[MeasurementRecord]:
+        """One record per measurement of the reply, as the original stores them: the first
+        under the operation's op_id, each further step under an op_id derived from it (the
+        same every time, so a record written twice is still stored once)."""
+        records = [self._record(intent, measurement, _step_op_id(intent.op_id, index))
+                   for index, measurement in enumerate(reply.all())]
+        self.metrics.count(records)
+        return records
+
+    def _record(self, intent: Intent, reply: ServerReply, op_id: str) -> MeasurementRecord:
         record = MeasurementRecord(
-            op_id=intent.op_id, kind=intent.kind, scheduler_id=intent.scheduler_id, node_id=intent.node_id,
+            op_id=op_id, kind=intent.kind, scheduler_id=intent.scheduler_id, node_id=intent.node_id,
             fleet=intent.fleet, region=intent.region, round=intent.round, rt_size=reply.rt_size,
             duration=reply.duration_s, cid=reply.cid, error=reply.error,
             step=reply.step or intent.kind, created_at=datetime.now(timezone.utc), trace=reply.trace,
         )
-        self.metrics.count(record)
         return record
 
     async def _store(self, records: list[MeasurementRecord]) -> None:
         if records:
             await self.sink.write(records)
+
+
+def _step_op_id(op_id: str, index: int) -> str:
+    """The op_id of measurement ``index`` of an operation's reply (0: the operation's own)."""
+    return op_id if index == 0 else uuid.uuid5(uuid.UUID(op_id), f"measurement/{index}").hex
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

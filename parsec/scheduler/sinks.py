@@ -74,6 +74,7 @@ class DurableSink(Sink):
         self.write_timeout = write_timeout
         self.flush_timeout = flush_timeout  # Ray's job stop SIGKILLs 3 s after SIGTERM
         self.written = 0  # new rows Postgres took from this sink
+        self.unwritten = 0  # records Postgres lacked when the sink was flushed (kept in the journal)
         self.rejected: dict[str, str] = {}  # op_id → data error; kept in the journal, retried now and then
         self.reject_retry = 60.0
         self._rejected_at: dict[str, float] = {}
@@ -134,10 +135,9 @@ class DurableSink(Sink):
             (outcome,) = await asyncio.gather(self._drainer, return_exceptions=True)
             if isinstance(outcome, Exception):  # a bug, not an outage: say so (the records stay spooled)
                 log.error("the Postgres writer failed: %r", outcome)
-        left = self.spooled()
-        if left:
-            print(f"scheduler: {left} record(s) not yet in Postgres stay in the spool {self.journal.path}; "
-                  "the next scheduler start of these fleets writes them", flush=True)
+        self.unwritten = self.spooled()
+        if self.unwritten:  # the job exits non-zero and says so (parsec.scheduler.job)
+            log.warning("%d record(s) not yet in Postgres stay in the spool %s", self.unwritten, self.journal.path)
         self.journal.close()
 
     def _unwritten(self) -> list[MeasurementRecord]:

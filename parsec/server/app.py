@@ -211,13 +211,42 @@ def measurement_body(cid: str, step: str, outcome: OperationResult) -> dict[str,
 # --- error responses and request counting ----------------------------------------------
 
 
-def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def _error_response(status: int, message: str, headers: dict[str, str] | None = None,
+                    request: Request | None = None) -> JSONResponse:
+    """``{"error": …}``; on an operation path also the contract's fields with one failed
+    measurement (``error_measurement_body``)."""
+    body: dict[str, Any] = {"error": message}
+    if request is not None:
+        body.update(error_measurement_body(request, status, message))
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_measurement_body(request: Request, status: int, message: str) -> dict[str, Any]:
+    """For an error answer to ``POST /provide`` or ``POST /retrieve/{cid}``: the 200 body's
+    fields with one measurement whose ``Error`` says what happened, ``Duration`` 0.
+
+    The Go scheduler does not look at status codes: it decodes every answer as a
+    measurement and stores each of its ``Measurements``. Given ``{"error": …}`` alone it
+    stored nothing and logged nothing (and went on to retrievals after a refused provide);
+    with this it stores one failed measurement saying why, as our scheduler does. Nothing
+    for other paths: the Go scheduler sends nothing else but readiness checks.
+    """
+    path = request.url.path
+    if request.method != "POST":
+        return {}
+    if path == "/provide":
+        step, cid = "provide", ""
+    elif path.startswith("/retrieve/"):
+        step, cid = "retrieval", path.removeprefix("/retrieve/")[:200]
+    else:
+        return {}
+    return {"CID": cid, "Measurements": [{"Step": step, "Duration": 0, "Error": f"HTTP {status}: {message}"}],
+            "RoutingTableSize": 0}
 
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _error_response(exc.status, exc.message, exc.headers)
+    return _error_response(exc.status, exc.message, exc.headers, request)
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
@@ -234,13 +263,13 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
-    return _error_response(400, f"invalid request: {exc}")
+    return _error_response(400, f"invalid request: {exc}", request=request)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     """Last resort for a bug in this module: still JSON, still logged."""
     log.error("unhandled error serving %s %s", request.method, request.url.path, exc_info=exc)
-    return _error_response(500, f"internal server error: {type(exc).__name__}")
+    return _error_response(500, f"internal server error: {type(exc).__name__}", request=request)
 
 
 def route_template(router: Router, scope: Scope) -> str:
@@ -252,8 +281,16 @@ def route_template(router: Router, scope: Scope) -> str:
     return UNMATCHED_PATH
 
 
+def path_label(template: str) -> str:
+    """The ``path`` label the original's metrics use: the route's first segment
+    (``/provide``, ``/retrieve``, ``/readiness``, ``/metrics``)."""
+    if template == UNMATCHED_PATH:
+        return template
+    return "/" + template.lstrip("/").split("/", 1)[0]
+
+
 class _RequestCounter:
-    """ASGI middleware counting every HTTP request by method, route template and scheduler."""
+    """ASGI middleware counting every HTTP request by method, path (``path_label``) and scheduler."""
 
     def __init__(self, app: ASGIApp, *, metrics: ServerMetrics, router: Router) -> None:
         self.app = app
@@ -263,7 +300,7 @@ class _RequestCounter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scheduler = Headers(scope=scope).get(SCHEDULER_HEADER)
-            self.metrics.count_request(scope["method"], route_template(self.router, scope), scheduler)
+            self.metrics.count_request(scope["method"], path_label(route_template(self.router, scope)), scheduler)
         await self.app(scope, receive, send)
 
 

@@ -27,11 +27,12 @@ from libp2p.peer.id import ID
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
 from parsec.loops import AsyncioThread, TrioThread, freeze_long_lived
-from parsec.net import pylibp2p
+from parsec.net import ports, pylibp2p
 from parsec.net.strategies import DhtStrategy, make_strategy
 from parsec.net.wire import WirePeer
 from parsec.server import nodeinfo
 from parsec.server.app import create_app
+from parsec.server.metrics import ServerMetrics
 from parsec.server.strategy_backend import StrategyBackend
 
 log = logging.getLogger("parsec.server")
@@ -107,14 +108,13 @@ async def resolve_dns_addrs(addrs: list[str], resolve=None) -> list[str]:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind the HTTP socket ourselves: a busy port is a clear error, not a sys.exit."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    """Bind the HTTP socket ourselves: a busy port is a clear error, not a sys.exit; port 0
+    is a free port the original's ``nodes_ecs`` can store (``ports.CHOSEN_RANGE``)."""
     try:
-        sock.bind((host, port))
+        sock = ports.bind_tcp(host, port)
+    except ports.NoFreePort as error:
+        raise RuntimeError(f"cannot bind the HTTP API: {error}") from None
     except OSError as error:
-        sock.close()
         raise RuntimeError(f"cannot bind the HTTP API to {host}:{port}: {error.strerror}") from None
     sock.listen(1024)
     return sock
@@ -156,6 +156,7 @@ class ServerRuntime:
         self._pool = None
         self._heartbeat_future = None
         self._http_cancel: trio.CancelScope | None = None
+        self.metrics = ServerMetrics()  # served at /metrics (and on the telemetry port by `parsec server`)
         self.latency = network.latency_model()
         self._key, self.region = self._identity()
         self.status.region = self.region
@@ -232,10 +233,11 @@ class ServerRuntime:
     # -- trio side ------------------------------------------------------------
 
     async def _serve_peer(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        host, listen = pylibp2p.create_host(self._key, self.settings.peer_host, self.settings.peer_port)
+        peer_port = self.settings.peer_port or ports.free_port(self.settings.peer_host)
+        host, listen = pylibp2p.create_host(self._key, self.settings.peer_host, peer_port)
         async with trio.open_nursery() as background:
             # the DHT protocol is registered before the host connects anywhere (design.md)
-            strategy = make_strategy(self.settings.fleet, host, background, protocol_id=self.network.protocol_id,
+            strategy = make_strategy(self.settings.strategy, host, background, protocol_id=self.network.protocol_id,
                                      rpc_timeout=self.settings.rpc_timeout,
                                      crawl_interval=self.settings.crawl_interval, latency=self.latency)
             async with host.run([listen]):
@@ -255,7 +257,7 @@ class ServerRuntime:
     async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
         config = http_config(self.settings, sock)
         backend = StrategyBackend(self._strategy, self.is_ready, self._trio.nursery.start_soon, lag=self._trio.lag)
-        app = create_app(backend, self.settings)
+        app = create_app(backend, self.settings, metrics=self.metrics)
         task_status.started()
         await hypercorn_serve(app, config)
 

@@ -72,14 +72,16 @@ def _utcnow() -> datetime:
 
 
 def _port_to_smallint(port: int) -> int:
-    """Ports go into the original's SMALLINT columns as Go's int16() does: 40000 -> -25536.
+    """A port for the original's SMALLINT columns: 1-32767 only.
 
-    Testbed servers often get ephemeral ports above 32767; wrapping keeps the column type
-    exact, and `discover_nodes` undoes it (``& 65535``).
+    A larger one would be stored negative and a Go scheduler would refuse the node
+    (``invalid port ":-25535"``), so it is an error here; servers choose their ports in
+    range (``parsec.net.ports``). Rows our releases before that wrote wrapped (40000 ->
+    -25536) are still read right: ``discover_nodes`` unwraps (``& 65535``).
     """
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range: {port}")
-    return port - 65536 if port > 32767 else port
+    if not 1 <= port <= 32767:
+        raise ValueError(f"port {port} does not fit the original's nodes_ecs (SMALLINT: 1-32767)")
+    return port
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,7 @@ func main() {
 	flag.StringVar(&latencyFile, "latency", "", "region RTT matrix (JSON as parsec/data/region-rtt.json); none: no delay")
 	flag.IntVar(&opts.ConnLow, "conn-low", 400, "connection manager low water mark per peer")
 	flag.IntVar(&opts.ConnHigh, "conn-high", 800, "connection manager high water mark per peer")
+	flag.IntVar(&opts.FirstPort, "port", 0, "TCP port of the first peer (a parsec server's own peer); 0: random, as the others")
 	flag.BoolVar(&opts.AutoRefresh, "auto-refresh", false, "keep go-libp2p-kad-dht's periodic routing table refresh")
 	logLevel := flag.String("log-level", "error", "go-log level for libp2p internals (stderr)")
 	flag.Parse()

@@ -41,6 +41,7 @@ type Options struct {
 	ConnLow        int
 	ConnHigh       int
 	AutoRefresh    bool
+	FirstPort      int // TCP port of peer 0 (0: a random one, as every other peer's)
 }
 
 // Peer is one libp2p host with its DHT.
@@ -133,7 +134,11 @@ func StartPeers(opts Options) (*Peers, error) {
 	for w := 0; w < 4; w++ {
 		wg.Go(func() {
 			for i := range work {
-				ps.peers[i], errs[i] = newPeer(opts, i, 0)
+				port := 0
+				if i == 0 {
+					port = opts.FirstPort
+				}
+				ps.peers[i], errs[i] = newPeer(opts, i, port)
 			}
 		})
 	}

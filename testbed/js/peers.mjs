@@ -2,9 +2,9 @@
 // the parsec testbed (the Go program speaks the same control protocol).
 //
 //   node --import ./polyfill.mjs peers.mjs --peers N [--host 127.0.0.1]
-//        [--protocol-prefix /ipfs] [--seed S] [--latency FILE]
+//        [--protocol-prefix /ipfs] [--seed S] [--latency FILE] [--port P]
 //
-// Every peer: TCP + Noise + Yamux on HOST:random port, identify + ping, kad-dht in server
+// Every peer: TCP + Noise + Yamux on HOST:random port (peer 0 on --port P when given), identify + ping, kad-dht in server
 // mode (clientMode: false) on `<prefix>/kad/1.0.0`, k = 20, no bootstrap list, no peer
 // discovery. Once all peers listen, one line goes to stdout:
 //
@@ -92,13 +92,13 @@ const TRACE = process.env.PARSEC_JS_TRACE === '1'
 function usage (message) {
   if (message) process.stderr.write(`peers.mjs: ${message}\n`)
   process.stderr.write('usage: node --import ./polyfill.mjs peers.mjs --peers N [--host 127.0.0.1] ' +
-    '[--protocol-prefix /ipfs] [--seed S] [--latency FILE]\n')
+    '[--protocol-prefix /ipfs] [--seed S] [--latency FILE] [--port P (first peer; 0: random)]\n')
   process.exit(2)
 }
 
 function parseArgs (argv) {
-  const opts = { peers: null, host: '127.0.0.1', protocolPrefix: '/ipfs', seed: null, latency: null }
-  const names = { '--peers': 'peers', '--host': 'host', '--protocol-prefix': 'protocolPrefix', '--seed': 'seed', '--latency': 'latency' }
+  const opts = { peers: null, host: '127.0.0.1', protocolPrefix: '/ipfs', seed: null, latency: null, port: '0' }
+  const names = { '--peers': 'peers', '--host': 'host', '--protocol-prefix': 'protocolPrefix', '--seed': 'seed', '--latency': 'latency', '--port': 'port' }
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i]
     let value
@@ -116,6 +116,9 @@ function parseArgs (argv) {
   const n = Number(opts.peers)
   if (!Number.isInteger(n) || n < 1) usage('--peers must be a positive integer')
   opts.peers = n
+  const port = Number(opts.port)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) usage('--port must be a TCP port (0: random)')
+  opts.port = port
   opts.protocolPrefix = opts.protocolPrefix.replace(/\/+$/, '')
   if (opts.latency === '') opts.latency = null
   return opts
@@ -939,7 +942,7 @@ async function main () {
   async function worker () {
     while (next < opts.peers) {
       const i = next++
-      nodes[i] = await createPeer(i)
+      nodes[i] = await createPeer(i, i === 0 ? opts.port : 0)
     }
   }
   await Promise.all(Array.from({ length: Math.min(START_CONCURRENCY, opts.peers) }, worker))

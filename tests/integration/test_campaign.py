@@ -121,6 +121,17 @@ def test_servers_registered_with_heartbeats(campaign, job_run):
     assert {n["peer_id"] for n in nodes} == {s["peer_id"] for s in campaign.statuses}
 
 
+def test_ports_asked_as_0_fit_the_originals_smallint(campaign):
+    """Servers started with port 0 registered ports a Go scheduler can read: 20000-32767
+    (parsec.net.ports), the ones they really listen on."""
+    nodes = _fetch(campaign.database, "SELECT peer_id, server_port, peer_port FROM nodes_ecs")
+    by_peer = {s["peer_id"]: s for s in campaign.statuses}
+    for node in nodes:
+        assert 20000 <= node["server_port"] <= 32767 and 20000 <= node["peer_port"] <= 32767, node
+        assert node["server_port"] == by_peer[node["peer_id"]]["http_port"]
+        assert node["peer_port"] == by_peer[node["peer_id"]]["peer_port"]
+
+
 BAD_REQUESTS = [
     ("POST", "/provide", b"{not json", 400),
     ("POST", "/provide", b'{"Content": "***not base64***"}', 400),

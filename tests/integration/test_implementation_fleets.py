@@ -68,7 +68,8 @@ def test_registration_names_the_implementation(fleet_of_implementations):
     async def rows():
         pool = await connect_pool(database)
         try:
-            return [dict(r) for r in await pool.fetch("SELECT fleet, peer_id, dependencies FROM nodes_ecs")]
+            return [dict(r) for r in await pool.fetch(
+                "SELECT fleet, peer_id, dependencies, server_port, peer_port FROM nodes_ecs")]
         finally:
             await pool.close()
 
@@ -76,3 +77,5 @@ def test_registration_names_the_implementation(fleet_of_implementations):
     assert by_fleet["go"]["dependencies"]["dht"] == "go-libp2p-kad-dht"
     assert by_fleet["js"]["dependencies"]["dht"] == "@libp2p/kad-dht"
     assert {s["peer_id"] for s in statuses} == {row["peer_id"] for row in by_fleet.values()}
+    for fleet, row in by_fleet.items():  # the Go and js programs' peers too fit the original's SMALLINT
+        assert 20000 <= row["server_port"] <= 32767 and 20000 <= row["peer_port"] <= 32767, (fleet, row)

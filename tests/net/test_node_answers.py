@@ -13,8 +13,13 @@ from parsec.net.node import DhtNode, ProviderStore
 from parsec.net.wire import Message, WirePeer
 
 
+class _Listener:
+    def get_addrs(self):
+        return [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/24001")]
+
+
 class _Host:
-    """Just enough host for answer(): an id, a peerstore, no sockets."""
+    """Just enough host for answer(): an id, a peerstore, one listen address, no sockets."""
 
     def __init__(self, key):
         self._id = ID.from_pubkey(key.public_key)
@@ -27,7 +32,7 @@ class _Host:
         return self._store
 
     def get_network(self):
-        return type("N", (), {"listeners": {}})()
+        return type("N", (), {"listeners": {"tcp": _Listener()}})()
 
 
 def _peer(i: int) -> WirePeer:
@@ -61,6 +66,19 @@ def test_add_provider_only_accepts_the_sender_as_provider(node):
     reply = node.answer(wire.request(wire.GET_PROVIDERS, key), b"someone")
     assert [p.peer_id for p in wire.peers_from_wire(reply.providerPeers)] == [honest.peer_id]
     assert len(reply.closerPeers) == 20
+
+
+def test_own_provider_entry_carries_our_listen_addresses(node):
+    """A record the node provides itself: its entry in GET_PROVIDERS has its listen
+    addresses (as go's), so a client can dial the provider without a FIND_PEER."""
+    import time
+
+    key = hashlib.sha256(b"mine").digest()
+    node.providers.add(key, node.me.peer_id, now=time.time())
+    reply = node.answer(wire.request(wire.GET_PROVIDERS, key), b"someone")
+    [own] = wire.peers_from_wire(reply.providerPeers)
+    assert own.peer_id == node.me.peer_id
+    assert [str(a) for a in own.multiaddrs()] == ["/ip4/127.0.0.1/tcp/24001"]
 
 
 def test_ping_and_unknown_keys():

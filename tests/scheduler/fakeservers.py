@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from dataclasses import dataclass, field
+
+from parsec.net import ports as ports_in_range
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Behaviour:
     provide_error: str = ""
     retrieve_error: str = ""
     retrieve_delay: float = 0.0  # seconds before a /retrieve answer (an operation in flight)
+    provide_steps: list[tuple[str, str]] | None = None  # (step, error) per measurement, as a Go IPNI server
     calls: list[str] = field(default_factory=list)
 
 
@@ -30,8 +32,9 @@ def _app(behaviour: Behaviour):
             status, body = (200, {"ready": True}) if behaviour.ready else (503, {"ready": False})
         elif path == "/provide":
             status = behaviour.provide_status
-            body = {"CID": "QmFake", "Measurements": [{"Step": "provide", "Duration": 2_000_000,
-                                                         "Error": behaviour.provide_error}], "RoutingTableSize": 30}
+            steps = behaviour.provide_steps or [("provide", behaviour.provide_error)]
+            body = {"CID": "QmFake", "Measurements": [{"Step": step, "Duration": 2_000_000, "Error": error}
+                                                      for step, error in steps], "RoutingTableSize": 30}
         else:
             await asyncio.sleep(behaviour.retrieve_delay)
             status = 200
@@ -53,8 +56,10 @@ async def fake_servers(behaviours: list[Behaviour]):
     stop = asyncio.Event()
     tasks, ports, sockets = [], [], []
     for behaviour in behaviours:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = ports_in_range.bind_tcp("127.0.0.1", 0)  # a port nodes_ecs can store
+        # listening before hypercorn runs: a request that comes first waits in the backlog
+        # instead of being refused (which made a round skip when hypercorn started slowly)
+        sock.listen(128)
         sockets.append(sock)  # keep it referenced: a collected socket closes its fd
         ports.append(sock.getsockname()[1])
         config = Config()

@@ -17,8 +17,21 @@ def test_parse_our_and_go_shapes():
     assert reply.step == "retrieval" and reply.error == "not found"
 
 
+def test_every_measurement_of_a_multi_step_reply_is_kept():
+    """A Go IPNI server answers a provide with one measurement per step; all are kept, in order."""
+    ipni = {"CID": "QmX", "RoutingTableSize": 7, "Measurements": [
+        {"Step": "provide", "Duration": 2_000_000_000, "Error": ""},
+        {"Step": "availability", "Duration": 500_000_000, "Error": "not announced"},
+    ]}
+    reply = parse_measurement(ipni, "provide", "QmX")
+    assert [(r.step, r.duration_s, r.error, r.rt_size, r.cid) for r in reply.all()] == [
+        ("provide", 2.0, None, 7, "QmX"), ("availability", 0.5, "not announced", 7, "QmX")]
+
+
 @pytest.mark.parametrize("body", [None, [], {}, {"Measurements": []}, {"Measurements": [{"Duration": -1}]},
-                                  {"Measurements": [{"Duration": "5"}]}, {"Measurements": [{"Duration": 1, "Error": 3}]}])
+                                  {"Measurements": [{"Duration": "5"}]}, {"Measurements": [{"Duration": 1, "Error": 3}]},
+                                  {"Measurements": [{"Duration": 1}, {"Duration": -1}]},
+                                  {"Measurements": [{"Duration": 1}, "x"]}])
 def test_parse_rejects_non_contract_bodies(body):
     with pytest.raises(ValueError):
         parse_measurement(body, "provide", "QmX")
@@ -45,6 +58,7 @@ async def _with_server(handler, call):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # a request before hypercorn runs waits instead of being refused
     port = sock.getsockname()[1]
     config = Config()
     config.bind = [f"fd://{sock.fileno()}"]

@@ -29,14 +29,18 @@ def _args(**given) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_each_fleets_flag_is_one_loop_and_plus_joins_fleets(monkeypatch):
+def test_fleets_flags_are_one_loop_as_in_the_go_parsec_and_each_loop_flag_another(monkeypatch):
     monkeypatch.delenv("PARSEC_SCHEDULER_FLEETS", raising=False)
-    loops = job.settings_list(_args(fleets=["default", "optprov", "default+fullrt"], duration="30m"))
+    go_style = job.settings_list(_args(fleets=["default", "optprov,fullrt"], duration="30m"))
+    assert [s.fleets for s in go_style] == [["default", "optprov", "fullrt"]]
+    loops = job.settings_list(_args(loop=["default", "optprov", "default+fullrt"], duration="30m"))
     assert [s.fleets for s in loops] == [["default"], ["optprov"], ["default", "fullrt"]]
     assert all(s.duration == 1800 for s in loops)
+    both = job.settings_list(_args(fleets=["a-label"], loop=["default"]))
+    assert [s.fleets for s in both] == [["a-label"], ["default"]]  # fleet labels are free text
     assert job.settings_list(_args())[0].fleets == ["default"]
     with pytest.raises(SystemExit, match="twice"):
-        job.settings_list(_args(fleets=["default,fullrt", "fullrt+default"]))
+        job.settings_list(_args(loop=["default,fullrt", "fullrt+default"]))
 
 
 async def _register(repo, ports, fleets):
@@ -57,7 +61,7 @@ class Outcome:
     schedulers: list[dict]
 
 
-async def _with_nodes(database, behaviours, fleets, body) -> Outcome:
+async def _with_nodes(database, behaviours, fleets, body, *, read_back: bool = True) -> Outcome:
     """Register a scripted server per behaviour (in the given fleets), run ``body``, read back."""
     pool = await connect_pool(database)
     try:
@@ -66,7 +70,7 @@ async def _with_nodes(database, behaviours, fleets, body) -> Outcome:
         async with fake_servers(behaviours) as ports:
             ids = await _register(repo, ports, fleets)
             result = await body()
-        rows = {kind: await repo.fetch_results(kind) for kind in ("provide", "retrieval")}
+        rows = {kind: await repo.fetch_results(kind) for kind in ("provide", "retrieval")} if read_back else {}
         schedulers = [dict(r) for r in await pool.fetch("SELECT id, fleets FROM schedulers_ecs ORDER BY id")]
         return Outcome(ids, result, rows, schedulers)
     finally:
@@ -128,3 +132,48 @@ def test_stop_records_operations_in_flight_as_cancelled(fresh_db):
     # the first node provides; the second (slow) and the third (fast) retrieve
     assert len(slow) == 1 and len(answered) == 1
     assert 0.4 < slow[0]["duration"] < 2.0
+
+
+def test_records_postgres_does_not_take_make_the_job_fail_loudly(fresh_db, tmp_path, capsys):
+    """A database that refuses the records (here: `measurements` is gone, as on a Go-only
+    database whose migration was undone): the job keeps them in its spool, exits 1 and says
+    in one line how many and where."""
+    import asyncpg
+
+    settings = SchedulerSettings(fleets=["default"], rounds=1, interval=0, http_timeout=5, readiness_timeout=2,
+                                 parquet_dir=None, spool_dir=tmp_path / "spool", spool_retry=0.2)
+
+    async def without_measurements():
+        conn = await asyncpg.connect(fresh_db.dsn())
+        try:
+            await conn.execute("DROP TABLE measurements CASCADE")
+        finally:
+            await conn.close()
+        return await job.run_job([settings], fresh_db)
+
+    outcome = asyncio.run(_with_nodes(fresh_db, [Behaviour(), Behaviour()], ["default"] * 2,
+                                      without_measurements, read_back=False)).result
+    [(spool, count)] = outcome.unwritten.items()
+    assert count == 2  # the provide and the retrieval of the round
+    assert spool.parent == tmp_path / "spool" and spool.exists()
+    assert job.report_outcome(outcome) == 1
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "Postgres" in line]  # one line
+    assert line.startswith("parsec scheduler: 2 record(s) not written to Postgres") and str(spool) in line
+    clean = job.JobOutcome(outcome.reports)
+    assert job.report_outcome(clean) == 0 and "Postgres" not in capsys.readouterr().err
+
+
+def test_every_measurement_of_a_multi_step_reply_is_stored(fresh_db):
+    """A server answering like the Go IPNI server (two steps per provide): both rows stored,
+    with their steps; a failed step stops the round as in the original."""
+    settings = SchedulerSettings(fleets=["default"], rounds=2, interval=0, http_timeout=5, readiness_timeout=2,
+                                 parquet_dir=None)
+    steps = [("provide", ""), ("availability", "")]
+    behaviours = [Behaviour(provide_steps=steps), Behaviour(provide_steps=[("provide", ""), ("availability", "gone")])]
+    outcome = asyncio.run(_with_nodes(fresh_db, behaviours, ["default"] * 2,
+                                      lambda: job.run_loops([settings], fresh_db)))
+    provides = outcome.rows["provide"]
+    assert sorted((r["node_id"], r["step"], r["error"]) for r in provides) == sorted([
+        (outcome.ids[0], "provide", None), (outcome.ids[0], "availability", None),
+        (outcome.ids[1], "provide", None), (outcome.ids[1], "availability", "gone")])
+    assert [r["node_id"] for r in outcome.rows["retrieval"]] == [outcome.ids[1]]  # only after the clean round

@@ -146,3 +146,43 @@ def test_bearer_token_on_and_off(token):
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid bearer token"
     assert right.status_code == 200
     assert len(backend.calls) == 1  # only the authorised request reached the DHT
+
+
+def _as_the_go_scheduler_reads(answer: httpx.Response) -> list[dict]:
+    """What the Go scheduler stores from an answer: it never looks at the status code,
+    decodes the body as a measurement reply and stores each of its Measurements."""
+    body = answer.json()
+    return [m for m in body.get("Measurements") or [] if isinstance(m, dict)]
+
+
+@pytest.mark.parametrize("refusal", ["token", "busy"])
+def test_a_go_scheduler_stores_a_refusal_as_a_failed_measurement(refusal):
+    """401 and 429 on the operation paths carry one failed measurement (Duration 0, Error
+    'HTTP <status>: …'), so a scheduler that ignores status codes records them, not nothing."""
+    backend = FakeBackend(delay=0.5)
+    settings = make_settings(auth_token=TOKEN) if refusal == "token" else make_settings(max_concurrent_operations=1)
+    cid = "QmZjTnYw2TFhn9Nn7tjmPSoTBoY7YRkwPzwSrSbabY24Kp"
+    headers = {"authorization": f"Bearer {TOKEN}"} if refusal == "busy" else {}
+    with live_server(backend, settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+        if refusal == "busy":
+            import concurrent.futures
+
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                first = pool.submit(client.post, "/provide", json={"Content": b64(b"a")}, headers=headers)
+                time.sleep(0.2)
+                answers = [client.post("/provide", json={"Content": b64(b"b")}),
+                           client.post(f"/retrieve/{cid}", json={})]
+                first.result()
+        else:
+            answers = [client.post("/provide", json={"Content": b64(b"b")}), client.post(f"/retrieve/{cid}", json={})]
+        others = [client.get("/readiness"), client.get("/nowhere")]
+    status = 401 if refusal == "token" else 429
+    assert [a.status_code for a in answers] == [status, status]
+    provide, retrieve = answers
+    for answer, step, expected_cid in ((provide, "provide", ""), (retrieve, "retrieval", cid)):
+        [measurement] = _as_the_go_scheduler_reads(answer)
+        assert measurement["Duration"] == 0 and measurement["Step"] == step
+        assert measurement["Error"] == f"HTTP {status}: {answer.json()['error']}"
+        assert answer.json()["CID"] == expected_cid and answer.json()["RoutingTableSize"] == 0
+    assert others[0].status_code == 200 and "Measurements" not in others[0].json()
+    assert others[1].status_code == 404 and "Measurements" not in others[1].json()

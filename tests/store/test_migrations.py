@@ -1,5 +1,6 @@
-"""Migrations on a real PostgreSQL: idempotent, safe when raced, reversible, and the four
-original tables exactly as interface.md ("Database") describes them."""
+"""Migrations on a real PostgreSQL: idempotent, safe when raced, reversible, the four
+original tables exactly as interface.md ("Database") describes them, and one database shared
+with the Go parsec in both orders (tests/store/test_go_schema.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from parsec.store.migrations import MigrationError, apply_migrations, discover, 
 
 T = TypeVar("T")
 
-# interface.md, "Database": (column, type, nullable) in table order.
+# interface.md, "Database": (column, type, nullable) in table order; provides_ecs.step last,
+# where the Go parsec's migration 000006 added it.
 _RESULT_COLUMNS = [
     ("id", "int4", False), ("scheduler_id", "int4", False), ("node_id", "int4", False),
     ("rt_size", "int4", False), ("duration", "float8", False), ("cid", "text", False),
-    ("error", "text", True), ("step", "text", False), ("created_at", "timestamptz", False),
+    ("error", "text", True), ("created_at", "timestamptz", False), ("step", "text", False),
 ]
 EXPECTED_COLUMNS = {
     "schedulers_ecs": [
@@ -39,7 +41,9 @@ EXPECTED_COLUMNS = {
     "provides_ecs": _RESULT_COLUMNS,
     "retrievals_ecs": [column for column in _RESULT_COLUMNS if column[0] != "step"],
 }
+GO_TABLES = {*EXPECTED_COLUMNS, "runs", "nodes", "provides", "retrievals"}  # the Go parsec's, at version 6
 ALL_TABLES = [*EXPECTED_COLUMNS, "measurements", "traces"]
+BOOKKEEPING = {"schema_migrations", "parsec_migrations"}  # golang-migrate's, ours
 VERSIONS = [migration.version for migration in discover()]
 
 
@@ -63,13 +67,15 @@ def test_second_apply_is_a_no_op(fresh_db):
     async def body(conn):
         first = await apply_migrations(conn)
         second = await apply_migrations(conn)
-        rows = await conn.fetch("SELECT version, name FROM schema_migrations")
-        return first, second, [tuple(row) for row in rows]
+        rows = await conn.fetch("SELECT version, name FROM parsec_migrations")
+        go_rows = await conn.fetch("SELECT version, dirty FROM schema_migrations")
+        return first, second, [tuple(row) for row in rows], [tuple(row) for row in go_rows]
 
-    first, second, rows = with_conn(fresh_db, body)
+    first, second, rows, go_rows = with_conn(fresh_db, body)
     assert first == VERSIONS
     assert second == []
     assert rows == [(m.version, m.name) for m in discover()]
+    assert go_rows == [(6, False)]
 
 
 def test_concurrent_apply_from_four_connections(fresh_db):
@@ -77,7 +83,7 @@ def test_concurrent_apply_from_four_connections(fresh_db):
         conns = [await asyncpg.connect(fresh_db.dsn()) for _ in range(4)]
         try:
             results = await asyncio.gather(*(apply_migrations(conn) for conn in conns))
-            count = await conns[0].fetchval("SELECT count(*) FROM schema_migrations")
+            count = await conns[0].fetchval("SELECT count(*) FROM parsec_migrations")
             return sorted(results), count
         finally:
             await asyncio.gather(*(conn.close() for conn in conns))
@@ -97,9 +103,9 @@ def test_down_then_up(fresh_db):
 
     reverted, after_down, reapplied, after_up = with_conn(fresh_db, body)
     assert sorted(reverted) == VERSIONS
-    assert after_down == {"schema_migrations"}
+    assert after_down == BOOKKEEPING | GO_TABLES  # the Go parsec's tables are shared: they stay
     assert reapplied == VERSIONS
-    assert after_up == {"schema_migrations", *ALL_TABLES}
+    assert after_up == BOOKKEEPING | GO_TABLES | set(ALL_TABLES)
 
 
 def test_tables_match_the_interface(fresh_db):
@@ -194,7 +200,7 @@ def test_failing_file_is_named_and_rolled_back(fresh_db, tmp_path: Path):
     async def body(conn):
         with pytest.raises(MigrationError) as caught:
             await apply_migrations(conn, tmp_path)
-        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM parsec_migrations")]
         return str(caught.value), versions, await existing_tables(conn)
 
     message, versions, tables = with_conn(fresh_db, body)

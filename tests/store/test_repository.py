@@ -72,18 +72,26 @@ def test_unknown_database_is_a_readable_error(pg):
 def test_scheduler_and_node_rows(fresh_db):
     async def body(repo: Repository):
         scheduler_id = await repo.insert_scheduler(["default", "fullrt"], {"parsec": "0.1.0"})
-        node_id = await repo.insert_node(node(server_port=40000, peer_port=65535))
+        node_id = await repo.insert_node(node(server_port=32767, peer_port=20001))
         await repo.heartbeat(node_id)
+        # a row an earlier release wrote with a wrapped port (40000 -> -25536) still reads right
+        old = await repo.pool.fetchval("UPDATE nodes_ecs SET server_port = -25536 WHERE id = $1 RETURNING id", node_id)
         scheduler = await repo.pool.fetchrow("SELECT * FROM schedulers_ecs WHERE id = $1", scheduler_id)
         nodes = await repo.discover_nodes(["default"], 60)
-        return scheduler, nodes, node_id
+        refused = []
+        for port in (32768, 40000, 65535, 0):
+            with pytest.raises(ValueError, match="SMALLINT"):
+                await repo.insert_node(node(server_port=port))
+            refused.append(port)
+        return scheduler, nodes, old, refused
 
-    scheduler, nodes, node_id = run(fresh_db, body)
+    scheduler, nodes, node_id, refused = run(fresh_db, body)
     assert scheduler["fleets"] == ["default", "fullrt"]
     assert scheduler["dependencies"] == {"parsec": "0.1.0"}
     assert scheduler["created_at"].tzinfo is not None
     [found] = nodes
-    assert (found.id, found.ip_address, found.server_port, found.peer_port) == (node_id, "127.0.0.1", 40000, 65535)
+    assert (found.id, found.ip_address, found.server_port, found.peer_port) == (node_id, "127.0.0.1", 40000, 20001)
+    assert refused == [32768, 40000, 65535, 0]  # never written
 
 
 def test_discover_filters_fleet_window_offline_and_orders_by_id(fresh_db):
