@@ -46,7 +46,7 @@ def test_rounds_rotate_providers_and_record_every_retrieval(fresh_db):
     assert all(row["scheduler_id"] == scheduler.scheduler_id for row in provides + retrievals)
     assert {row["step"] for row in provides} == {"provide"}
     assert offline == []
-    assert scheduler.metrics.retrievals.labels(success="false")._value.get() == 2
+    assert scheduler.metrics.registry.get_sample_value("parsec_issued_retrievals", {"success": "false"}) == 2
 
 
 def test_unready_node_is_marked_offline_and_left_out(fresh_db):
