@@ -391,9 +391,8 @@ def region_from_env() -> str:
 _SECRET = re.compile(r"password|token|secret", re.IGNORECASE)
 
 
-def describe_validation_error(error: ValidationError, prefix: str) -> str:
-    """Each bad setting named as the user would set it (env name): one line for one setting,
-    a heading and one line per setting for several."""
+def validation_problems(error: ValidationError, prefix: str) -> list[str]:
+    """One line per bad setting, named as the user would set it (env name)."""
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
@@ -404,6 +403,12 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
         env = f"{prefix}{field}".upper()
         given = "***" if _SECRET.search(field) else repr(item.get("input"))
         lines.append(f"{env}: {message} (got {given})")
+    return lines
+
+
+def describe_validation_error(error: ValidationError, prefix: str) -> str:
+    """The bad settings: one line for one setting, a heading and one line per setting for several."""
+    lines = validation_problems(error, prefix)
     if len(lines) == 1:
         return f"invalid setting: {lines[0]}"
     return "invalid settings:\n" + "\n".join(f"  {line}" for line in lines)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from parsec.config import describe_validation_error
+from parsec.config import validation_problems
 from parsec.console import say
 
 BAD_INPUT = 2
@@ -117,9 +117,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
     except ValidationError as error:
-        problems = describe_validation_error(error, "PARSEC_SIM_").splitlines()[1:]
-        text = "; ".join(line.strip().replace("Value error, ", "") for line in problems)
-        print(f"parsec simulate: {text}", file=sys.stderr)
+        print(f"parsec simulate: {'; '.join(validation_problems(error, 'PARSEC_SIM_'))}", file=sys.stderr)
         return BAD_INPUT
 
     started = time.perf_counter()
