@@ -203,8 +203,8 @@ async def run_job(loops: list[SchedulerSettings], database: DatabaseSettings,
         if duration:
             loop.call_later(duration, stop.set)
         reports = list(await asyncio.gather(*(scheduler.run(stop) for scheduler in schedulers)))
-        unwritten = {scheduler.sink.journal.path: scheduler.sink.unwritten for scheduler in schedulers
-                     if getattr(scheduler.sink, "unwritten", 0)}
+        unwritten = {scheduler.sink.journal.path: scheduler.sink.left_in_spool for scheduler in schedulers
+                     if scheduler.sink.left_in_spool}
         return JobOutcome(reports, unwritten)
     finally:
         await pool.close()

@@ -28,6 +28,8 @@ log = logging.getLogger("parsec.scheduler")
 class Sink:
     """The interface; ``issue`` hears of each operation before it is issued (a no-op here)."""
 
+    left_in_spool = 0  # records Postgres lacked when the sink was flushed (a durable sink keeps them)
+
     def issue(self, intent: Intent) -> None:
         return None
 
@@ -74,7 +76,6 @@ class DurableSink(Sink):
         self.write_timeout = write_timeout
         self.flush_timeout = flush_timeout  # Ray's job stop SIGKILLs 3 s after SIGTERM
         self.written = 0  # new rows Postgres took from this sink
-        self.unwritten = 0  # records Postgres lacked when the sink was flushed (kept in the journal)
         self.rejected: dict[str, str] = {}  # op_id → data error; kept in the journal, retried now and then
         self.reject_retry = 60.0
         self._rejected_at: dict[str, float] = {}
@@ -135,9 +136,9 @@ class DurableSink(Sink):
             (outcome,) = await asyncio.gather(self._drainer, return_exceptions=True)
             if isinstance(outcome, Exception):  # a bug, not an outage: say so (the records stay spooled)
                 log.error("the Postgres writer failed: %r", outcome)
-        self.unwritten = self.spooled()
-        if self.unwritten:  # the job exits non-zero and says so (parsec.scheduler.job)
-            log.warning("%d record(s) not yet in Postgres stay in the spool %s", self.unwritten, self.journal.path)
+        self.left_in_spool = self.spooled()
+        if self.left_in_spool:  # the job exits non-zero and says so (parsec.scheduler.job)
+            log.warning("%d record(s) not yet in Postgres stay in the spool %s", self.left_in_spool, self.journal.path)
         self.journal.close()
 
     def _unwritten(self) -> list[MeasurementRecord]:

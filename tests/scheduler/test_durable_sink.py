@@ -198,7 +198,7 @@ def test_stop_during_an_outage_leaves_the_records_in_the_spool(tmp_path, capsys)
 
     repo, sink = asyncio.run(run())
     assert repo.rows == {} and len(parquet_ids(tmp_path)) == 3
-    assert sink.unwritten == 3  # the job turns this into its exit status and one line
+    assert sink.left_in_spool == 3  # the job turns this into its exit status and one line
     journal = Journal(tmp_path / "spool" / "j.jsonl")
     journal.open()
     assert len(journal.pending("pg")) == 3 and journal.pending("pq") == []
