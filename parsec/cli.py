@@ -33,7 +33,8 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _network(args: argparse.Namespace) -> NetworkSettings:
-    return load(NetworkSettings, prefix="PARSEC_", network=args.network, protocol_prefix=args.protocol_prefix,
+    network = getattr(args, "dht_network", None) or args.network  # `server dht --network`: the Go parsec's place
+    return load(NetworkSettings, prefix="PARSEC_", network=network, protocol_prefix=args.protocol_prefix,
                 bootstrap_peers=args.bootstrap, bootstrap_file=args.bootstrap_file,
                 latency_matrix=getattr(args, "latency", None))
 
@@ -76,10 +77,11 @@ def cmd_server(args: argparse.Namespace) -> int:
         print("parsec server ipni: not supported yet: parsec runs DHT servers only (`parsec server dht`)",
               file=sys.stderr)
         return 2
+    dht = {name: getattr(args, name, None) for name in _GO_DHT_SETTINGS}
     server = load(ServerSettings, fleet=args.fleet, strategy=args.strategy, server_host=args.server_host,
                   server_port=args.server_port, peer_host=args.peer_host, peer_port=args.peer_port,
-                  startup_delay=args.startup_delay, dht_optprov=getattr(args, "optprov", None),
-                  dht_fullrt=getattr(args, "fullrt", None))
+                  startup_delay=args.startup_delay, leveldb=args.level_db, firehose_stream=args.firehose_stream,
+                  **{f"dht_{name}": value for name, value in dht.items()})
     telemetry = load(TelemetrySettings)
     runtime = ServerRuntime(server, _network(args), load(DatabaseSettings))
     status = runtime.start()
@@ -171,7 +173,51 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                                                  "(env PARSEC_SERVER_PEER_PORT, default 4001)")
     p.add_argument("--startup-delay", help="not ready before this long after start, e.g. 1m (env "
                                            "PARSEC_SERVER_STARTUP_DELAY, default 0s)")
+    p.add_argument("--level-db", help="the Go parsec's datastore path: accepted and unused, provider records are "
+                                      "kept in memory (env PARSEC_SERVER_LEVELDB)")
+    p.add_argument("--firehose-stream", help="the Go parsec's AWS Firehose stream: not supported, refused when set "
+                                             "(env PARSEC_SERVER_FIREHOSE_STREAM)")
+    for flag in ("--firehose-region", "--firehose-batch-time", "--firehose-batch-size"):
+        p.add_argument(flag, help="the Go parsec's Firehose setting: accepted and unused (no Firehose)")
+    for flag in ("--firehose-connection-events", "--firehose-rpc-events"):
+        p.add_argument(flag, action=argparse.BooleanOptionalAction,
+                       help="the Go parsec's Firehose setting: accepted and unused (no Firehose)")
     _network_args(p)
+
+
+# `server dht` settings of the Go parsec: CLI name → ServerSettings.dht_<name>
+_GO_DHT_SETTINGS = ("optprov", "fullrt", "server_mode", "alpha", "project", "badbits", "denied_cids")
+# Go's boolean flags also take `--flag=true|false` (urfave/cli); argparse spells false `--no-flag`
+_GO_BOOL_FLAGS = ("--optprov", "--fullrt", "--server-mode", "--firehose-connection-events", "--firehose-rpc-events")
+
+
+def _go_bool_form(argv: list[str]) -> list[str]:
+    """``--flag=false`` → ``--no-flag`` and ``--flag=true`` → ``--flag`` for Go's boolean flags."""
+    out = []
+    for arg in argv:
+        flag, _, value = arg.partition("=")
+        if flag in _GO_BOOL_FLAGS and value.lower() in ("true", "1", "false", "0"):
+            arg = flag if value.lower() in ("true", "1") else "--no-" + flag[2:]
+        out.append(arg)
+    return out
+
+
+def _dht_args(dht: argparse.ArgumentParser) -> None:
+    dht.add_argument("--optprov", action=argparse.BooleanOptionalAction, default=None,
+                     help="optimistic provide: strategy optprov (env PARSEC_SERVER_DHT_OPTPROV)")
+    dht.add_argument("--fullrt", action=argparse.BooleanOptionalAction, default=None,
+                     help="full routing table: strategy fullrt (env PARSEC_SERVER_DHT_FULLRT)")
+    dht.add_argument("--server-mode", action=argparse.BooleanOptionalAction, default=None,
+                     help="answer kad requests, a DHT server (env PARSEC_SERVER_DHT_SERVER_MODE; unset: a server, "
+                          "parsec's default; --no-server-mode or =false: a DHT client, the Go parsec's default)")
+    dht.add_argument("--alpha", type=int, help="lookup concurrency; only 10, go's (env PARSEC_SERVER_DHT_ALPHA)")
+    dht.add_argument("--project", help="bootstrap project; only ipfs (env PARSEC_SERVER_DHT_PROJECT)")
+    dht.add_argument("--network", dest="dht_network", choices=["testbed", "amino", "custom"],
+                     help="which DHT to join, as `server --network` (the Go parsec's place for it)")
+    dht.add_argument("--badbits", help="bad-bits deny list: not supported yet, refused when set "
+                                       "(env PARSEC_SERVER_DHT_BADBITS)")
+    dht.add_argument("--denied-cids", help="denied-CIDs file: not supported yet, refused when set "
+                                           "(env PARSEC_SERVER_DHT_DENIED_CIDS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,11 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "form, is the same)")
     _server_args(p)
     kinds = p.add_subparsers(dest="server_kind", metavar="{dht,ipni}")
-    dht = kinds.add_parser("dht", help="a DHT server (what `parsec server` alone runs)")
-    dht.add_argument("--optprov", action="store_true", default=None,
-                     help="optimistic provide: strategy optprov (env PARSEC_SERVER_DHT_OPTPROV)")
-    dht.add_argument("--fullrt", action="store_true", default=None,
-                     help="full routing table: strategy fullrt (env PARSEC_SERVER_DHT_FULLRT)")
+    _dht_args(kinds.add_parser("dht", help="a DHT server (what `parsec server` alone runs)"))
     kinds.add_parser("ipni", help="an IPNI (cid.contact) server: not supported yet")
     p.set_defaults(func=cmd_server)
 
@@ -272,7 +314,7 @@ def _apply_db_flags(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_go_bool_form(sys.argv[1:] if argv is None else argv))
     _apply_db_flags(args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from parsec.kad.fleets import ALPHA as GO_ALPHA
 from parsec.stale import STALE_ENTRIES
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -55,6 +56,7 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 FLEETS = ("default", "optprov", "fullrt", "pylibp2p", "go", "js")
+CLIENT_MODE_STRATEGIES = ("default", "optprov", "fullrt")  # our engine's: the handler is ours to leave out
 
 
 def known_fleet(value: str) -> str:
@@ -199,6 +201,16 @@ class ServerSettings(BaseSettings):
         "a strategy, else default"))
     dht_optprov: bool = Field(False, description="the Go parsec's setting: optimistic provide (strategy optprov)")
     dht_fullrt: bool = Field(False, description="the Go parsec's setting: full routing table (strategy fullrt)")
+    dht_server_mode: bool | None = Field(None, description=(
+        "the Go parsec's setting: answer kad requests (a DHT server). Unset: a DHT server (parsec's default; the Go "
+        "parsec's is a client); false: a DHT client that asks but never answers (default, optprov, fullrt)"))
+    dht_alpha: int = Field(GO_ALPHA, description="the Go parsec's setting: lookup concurrency; only go's 10")
+    dht_project: str = Field("ipfs", description="the Go parsec's setting: bootstrap project; only 'ipfs'")
+    dht_badbits: str | None = Field(None, description="the Go parsec's bad-bits deny list: not supported yet")
+    dht_denied_cids: str | None = Field(None, description="the Go parsec's denied-CIDs file: not supported yet")
+    leveldb: str | None = Field(None, description="the Go parsec's datastore path: accepted and unused (provider "
+                                "records are kept in memory)")
+    firehose_stream: str | None = Field(None, description="the Go parsec's AWS Firehose stream: not supported")
     server_host: str = "127.0.0.1"
     server_port: int = Field(7070, ge=0, description="HTTP API port; 0: a free one in 20000-32767")
     peer_host: str = "127.0.0.1"
@@ -248,7 +260,37 @@ class ServerSettings(BaseSettings):
                              f"{flags[0].upper()}=true; set one of them")
         if self.strategy is None:
             self.strategy = flags[0] if flags else self.fleet if self.fleet in FLEETS else "default"
+        if self.dht_server_mode is False and self.strategy not in CLIENT_MODE_STRATEGIES:
+            raise ValueError(f"PARSEC_SERVER_DHT_SERVER_MODE=false: strategy {self.strategy} always answers kad "
+                             f"requests; a DHT client is one of {', '.join(CLIENT_MODE_STRATEGIES)}")
         return self
+
+    @property
+    def serves_dht(self) -> bool:
+        """Whether the peer answers kad requests (unset server mode: it does)."""
+        return self.dht_server_mode is not False
+
+    @field_validator("dht_alpha")
+    @classmethod
+    def _go_alpha_only(cls, value: int) -> int:
+        if value != GO_ALPHA:
+            raise ValueError(f"only {GO_ALPHA} (go's and parsec's lookup concurrency) is supported")
+        return value
+
+    @field_validator("dht_project")
+    @classmethod
+    def _ipfs_only(cls, value: str) -> str:
+        if value != "ipfs":
+            raise ValueError("only 'ipfs' is supported; another kad-dht network: --network custom with its "
+                             "--protocol-prefix and --bootstrap")
+        return value
+
+    @field_validator("dht_badbits", "dht_denied_cids", "firehose_stream")
+    @classmethod
+    def _not_supported(cls, value: str | None) -> str | None:
+        if value:
+            raise ValueError("not supported yet by parsec (see the README's differences from the Go parsec); unset it")
+        return value or None
 
     @field_validator("server_port", "peer_port")
     @classmethod

@@ -40,6 +40,11 @@ def test_the_go_environment_names(monkeypatch):
     ({"strategy": "default", "dht_fullrt": True}, "contradicts"),
     ({"strategy": "nope"}, "unknown strategy 'nope'"),
     ({"fleet": ""}, "PARSEC_SERVER_FLEET"),
+    ({"dht_alpha": 3}, "PARSEC_SERVER_DHT_ALPHA: only 10"),
+    ({"dht_project": "filecoin"}, "PARSEC_SERVER_DHT_PROJECT: only 'ipfs'"),
+    ({"dht_denied_cids": "denied.txt"}, "PARSEC_SERVER_DHT_DENIED_CIDS: not supported"),
+    ({"firehose_stream": "s"}, "PARSEC_SERVER_FIREHOSE_STREAM: not supported"),
+    ({"strategy": "pylibp2p", "dht_server_mode": False}, "a DHT client is one of default, optprov, fullrt"),
 ])
 def test_settings_that_cannot_both_hold_are_one_line(given, words, monkeypatch):
     for name in ("PARSEC_SERVER_DHT_OPTPROV", "PARSEC_SERVER_DHT_FULLRT", "PARSEC_SERVER_STRATEGY"):
@@ -59,6 +64,27 @@ def test_server_dht_and_ipni_parse_as_in_the_go_parsec(capsys):
     assert cli.main(["server", "ipni"]) == 2
     assert capsys.readouterr().err.strip() == (
         "parsec server ipni: not supported yet: parsec runs DHT servers only (`parsec server dht`)")
+
+
+def test_a_go_server_command_line_is_accepted_as_written(monkeypatch):
+    """A Go deployment's whole `server` line, `=false` booleans and unused Firehose/LevelDB
+    flags included, gives the settings it means."""
+    for name in ("PARSEC_SERVER_DHT_OPTPROV", "PARSEC_SERVER_DHT_FULLRT", "PARSEC_SERVER_STRATEGY",
+                 "PARSEC_SERVER_DHT_SERVER_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_server", lambda args: seen.setdefault("args", args) and 0)
+    line = ["server", "--server-host", "0.0.0.0", "--server-port", "7070", "--peer-port", "4001", "--fleet",
+            "eu-central-1-client", "--level-db", "./leveldb", "--firehose-region", "us-east-1",
+            "--firehose-connection-events=false", "--startup-delay", "1m", "dht", "--server-mode=false",
+            "--optprov=true", "--alpha", "10", "--project", "ipfs"]
+    assert cli.main(line) == 0
+    args = seen["args"]
+    dht = {f"dht_{name}": getattr(args, name) for name in cli._GO_DHT_SETTINGS}
+    settings = load(ServerSettings, fleet=args.fleet, leveldb=args.level_db, **dht)
+    assert (settings.strategy, settings.dht_server_mode, settings.serves_dht) == ("optprov", False, False)
+    assert args.firehose_connection_events is False and args.startup_delay == "1m"
+    assert load(ServerSettings).serves_dht  # unset: a DHT server, parsec's default
 
 
 def test_global_db_flags_win_over_the_environment(monkeypatch):

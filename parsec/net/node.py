@@ -31,6 +31,9 @@ from parsec.net.wire import Message, WirePeer
 log = logging.getLogger("parsec.net.node")
 
 PROVIDER_RECORD_TTL = 48 * 3600.0  # go-libp2p-kad-dht's provider record validity
+IDENTIFY_WAIT = 10.0  # how long an inbound peer's admission waits for identify
+IDENTIFY_POLL = 0.25
+MAX_IDENTIFY_WAITS = 1024  # peers whose admission may wait at once
 
 
 @dataclass
@@ -147,6 +150,7 @@ class DhtNode:
         self._rng = random.Random(self.me.key)
         self._ids: dict[bytes, ID] = {}
         self._streams = _StreamPool()
+        self._identify_waits: set[ID] = set()
         self.inbound_requests = 0
 
     # -- identity and address book -------------------------------------------------
@@ -263,10 +267,37 @@ class DhtNode:
                 pass
 
     def _admit(self, sender: ID) -> None:
-        """A peer that talks kad to us joins our table if we know how to reach it."""
+        """go's rule for a peer that sent us a request: it joins our table only when
+        identify says it serves our kad protocol (a DHT client — a Go parsec server
+        without ``--server-mode`` — asks but never answers) and we know how to reach it.
+        While identify is still running, the decision waits for it (at most
+        ``IDENTIFY_WAIT`` seconds, one wait per peer)."""
         ref = PeerRef.from_id(sender.to_bytes())
-        if ref not in self.routing and pylibp2p.known_addrs(self.host, sender):
+        if ref in self.routing:
+            return
+        serves = pylibp2p.serves_protocol(self.host, sender, self.protocol_id)
+        if serves is None:
+            if sender not in self._identify_waits and len(self._identify_waits) < MAX_IDENTIFY_WAITS:
+                self._identify_waits.add(sender)
+                trio.lowlevel.spawn_system_task(self._admit_after_identify, sender)
+            return
+        if serves and pylibp2p.known_addrs(self.host, sender):
             self.routing.add(ref)
+
+    async def _admit_after_identify(self, sender: ID) -> None:
+        try:
+            deadline = trio.current_time() + IDENTIFY_WAIT
+            while trio.current_time() < deadline:
+                await trio.sleep(IDENTIFY_POLL)
+                serves = pylibp2p.serves_protocol(self.host, sender, self.protocol_id)
+                if serves is not None:
+                    if serves and pylibp2p.known_addrs(self.host, sender):
+                        self.routing.add(PeerRef.from_id(sender.to_bytes()))
+                    return
+        except Exception as error:  # a system task must never raise
+            log.debug("admission of %s: %s", sender, error)
+        finally:
+            self._identify_waits.discard(sender)
 
     # -- client side ---------------------------------------------------------------
 

@@ -138,6 +138,18 @@ def known_addrs(host: IHost, peer_id: ID) -> list[multiaddr.Multiaddr]:
         return []
 
 
+def serves_protocol(host: IHost, peer_id: ID, protocol: str) -> bool | None:
+    """Whether identify listed ``protocol`` among the peer's; None before identify
+    answered (the peerstore then lists no protocol of the peer)."""
+    try:
+        protocols = host.get_peerstore().get_protocols(peer_id)
+    except Exception:  # PeerStoreError: nothing known of the peer yet
+        return None
+    if not protocols:
+        return None
+    return protocol in protocols
+
+
 def forget(host: IHost, peer_id: ID) -> None:
     """Drop a peer's addresses (after a retrieval the provider must not stay warm)."""
     try:

@@ -180,8 +180,13 @@ ENGINE_FLEETS = {"default": EngineStrategy, "optprov": OptimisticStrategy, "full
 
 
 def make_strategy(fleet: str, host: IHost, background: trio.Nursery, *, protocol_id: str,
-                  rpc_timeout: float, crawl_interval: float = 3600.0, latency=None) -> DhtStrategy:
-    """The strategy of ``fleet`` on ``host`` (registers its DHT protocol handler)."""
+                  rpc_timeout: float, crawl_interval: float = 3600.0, latency=None,
+                  serve: bool = True) -> DhtStrategy:
+    """The strategy of ``fleet`` on ``host``; with ``serve`` it registers its DHT protocol
+    handler (a DHT server), without it the peer asks and never answers (a DHT client,
+    our engine's fleets only)."""
+    if not serve and fleet not in ENGINE_FLEETS:
+        raise ValueError(f"fleet {fleet!r} has no DHT client mode")
     if fleet == "pylibp2p":
         from parsec.net.stock import StockStrategy
 
@@ -195,7 +200,8 @@ def make_strategy(fleet: str, host: IHost, background: trio.Nursery, *, protocol
     if fleet not in ENGINE_FLEETS:
         raise ValueError(f"unknown fleet {fleet!r}")
     node = DhtNode(host, protocol_id=protocol_id, rpc_timeout=rpc_timeout, latency=latency)
-    node.start()
+    if serve:
+        node.start()
     if fleet == "fullrt":
         return FullTableStrategy(node, background, refresh=crawl_interval)
     return ENGINE_FLEETS[fleet](node, background)

@@ -239,7 +239,8 @@ class ServerRuntime:
             # the DHT protocol is registered before the host connects anywhere (design.md)
             strategy = make_strategy(self.settings.strategy, host, background, protocol_id=self.network.protocol_id,
                                      rpc_timeout=self.settings.rpc_timeout,
-                                     crawl_interval=self.settings.crawl_interval, latency=self.latency)
+                                     crawl_interval=self.settings.crawl_interval, latency=self.latency,
+                                     serve=self.settings.serves_dht)
             async with host.run([listen]):
                 self._strategy = strategy
                 self.status.peer_id = host.get_id().to_base58()
