@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load, peers_option
@@ -26,9 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", default="200",
                         help="testbed peers (default 200 py peers) or a mix, e.g. go=100,js=50,py=100")
     parser.add_argument("--shards", type=int, default=2, help="testbed processes (Ray actors)")
-    parser.add_argument("--fleets", default="default", help="comma-separated fleets (default 'default')")
+    parser.add_argument("--fleets", default="default,optprov,fullrt",
+                        help="comma-separated fleets, each measured by its own scheduler loop, compared against "
+                             "'default' (default: default,optprov,fullrt)")
     parser.add_argument("--servers", type=int, default=3, help="servers per fleet (default 3)")
-    parser.add_argument("--rounds", type=int, default=6, help="scheduler rounds (default 6)")
+    parser.add_argument("--rounds", type=int, default=6, help="scheduler rounds per fleet (default 6)")
     parser.add_argument("--interval", default="2s", help="round interval (default 2s)")
     parser.add_argument("--probes", type=int, default=1, help="sequential retrievals per server per round (default 1)")
     parser.add_argument("--unreachable", type=float,
@@ -57,6 +60,10 @@ def start_ray(address: str | None):
                     log_to_driver=False, num_cpus=os.cpu_count() or 2)
 
 
+def fleets_of(args: argparse.Namespace) -> list[str]:
+    return [f.strip() for f in args.fleets.split(",") if f.strip()]
+
+
 def job_client(context, address: str | None):
     from ray.job_submission import JobSubmissionClient
 
@@ -69,7 +76,8 @@ def job_client(context, address: str | None):
 def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path) -> str:
     entry = REPO_ROOT / "jobs" / "scheduler.py"
     command = [sys.executable, str(entry)] if entry.exists() else [sys.executable, "-m", "parsec.scheduler.job"]
-    command += ["--fleets", args.fleets, "--rounds", str(args.rounds), "--interval", str(args.interval),
+    loops = [arg for fleet in fleets_of(args) for arg in ("--loop", fleet)]  # one loop per fleet, side by side
+    command += [*loops, "--rounds", str(args.rounds), "--interval", str(args.interval),
                 "--probes", str(args.probes), "--parquet-dir", str(parquet_dir),
                 "--spool-dir", str(parquet_dir.parent / "spool")]
     env = {f"PARSEC_DATABASE_{k.upper()}": str(v) for k, v in database.model_dump().items()}
@@ -118,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     database = load(DatabaseSettings)
     network = load(NetworkSettings, network="testbed", latency_matrix=args.latency)
     latency = network.latency_model()
-    fleets = [f.strip() for f in args.fleets.split(",") if f.strip()]
+    fleets = fleets_of(args)
     embedded = None
     with contextlib.ExitStack() as cleanup:
         if not database.host_given:
@@ -154,11 +162,12 @@ def run(args: argparse.Namespace) -> int:
             + (f"; WAN latency emulated ({len(placeable)} regions)" if latency else "; no latency emulation"))
         wait_ready(actors, timeout=180, progress=say)
         client = job_client(context, args.ray_address)
+        started = datetime.now(timezone.utc)  # the summary is of this run (the database outlives runs)
         job_id = submit_scheduler(client, args, database, parquet_dir)
         say(f"submitted scheduler job {job_id}")
         status = follow_job(client, job_id, timeout=120 + args.rounds * 60)
         say(f"scheduler job {status}")
-        asyncio.run(print_summary(database, fleets))
+        asyncio.run(print_summary(database, fleets, since=started))
         print(f"\nParquet dataset: {parquet_dir}")
         note = " (embedded; stopped now, data kept in its directory)" if embedded and not args.keep else ""
         print(f"Database: {database.redacted()}{note}")

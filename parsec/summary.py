@@ -1,6 +1,9 @@
-"""The table that ends a run: per fleet, provides and retrievals with p50/p90."""
+"""The table that ends a run: per fleet, provides and retrievals with n and p50/p90, then
+each fleet's p50 speed-up against a baseline fleet with a 95 % bootstrap interval."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from parsec.config import DatabaseSettings
 
@@ -14,16 +17,20 @@ SELECT n.fleet,
        count(*) FILTER (WHERE r.error IS NOT NULL AND r.error <> 'not found') AS errors,
        count(*) FILTER (WHERE r.error = 'not found')                   AS not_found
 FROM {table} r JOIN nodes_ecs n ON n.id = r.node_id
-WHERE n.fleet = ANY($1::text[])
+WHERE n.fleet = ANY($1::text[]) AND r.created_at >= $2
 GROUP BY n.fleet ORDER BY n.fleet
 """
 
 
-async def fleet_summary(pool, fleets: list[str]) -> dict[str, dict[str, dict]]:
-    """``{fleet: {"provides": {...}, "retrievals": {...}}}`` straight from the contract tables."""
+EVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+async def fleet_summary(pool, fleets: list[str], since: datetime = EVER) -> dict[str, dict[str, dict]]:
+    """``{fleet: {"provides": {...}, "retrievals": {...}}}`` straight from the contract tables,
+    of the measurements made ``since`` (a run's own: the demo's database outlives runs)."""
     out: dict[str, dict[str, dict]] = {fleet: {} for fleet in fleets}
     for kind, table in (("provides", "provides_ecs"), ("retrievals", "retrievals_ecs")):
-        for row in await pool.fetch(_QUERY.format(table=table), fleets):
+        for row in await pool.fetch(_QUERY.format(table=table), fleets, since):
             out.setdefault(row["fleet"], {})[kind] = dict(row)
     return out
 
@@ -45,13 +52,55 @@ def format_summary(summary: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-async def print_summary(database: DatabaseSettings, fleets: list[str]) -> dict:
+_DURATIONS = """
+SELECT n.fleet, r.duration FROM {table} r JOIN nodes_ecs n ON n.id = r.node_id
+WHERE n.fleet = ANY($1::text[]) AND r.created_at >= $2 AND r.error IS NULL
+"""
+
+
+async def fleet_durations(pool, fleets: list[str], since: datetime = EVER) -> dict[str, dict[str, list[float]]]:
+    """``{kind: {fleet: [successful durations]}}`` from the contract tables, made ``since``."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for kind, table in (("provides", "provides_ecs"), ("retrievals", "retrievals_ecs")):
+        per_fleet = out.setdefault(kind, {fleet: [] for fleet in fleets})
+        for row in await pool.fetch(_DURATIONS.format(table=table), fleets, since):
+            per_fleet[row["fleet"]].append(float(row["duration"]))
+    return out
+
+
+def format_speedups(durations: dict[str, dict[str, list[float]]], baseline: str = "default",
+                    n_boot: int = 2000) -> str:
+    """Baseline p50 ÷ fleet p50 per kind, with a seeded percentile-bootstrap 95 % interval
+    (each fleet resampled on its own: different records, so unpaired) and both n."""
+    from parsec.analysis.stats import bootstrap_ratio
+
+    lines = []
+    for kind, per_fleet in durations.items():
+        base = per_fleet.get(baseline, [])
+        for fleet, values in per_fleet.items():
+            if fleet == baseline or not base or not values:
+                continue
+            r = bootstrap_ratio(base, values, n_boot=n_boot)
+            lines.append(f"{fleet:<10} {kind:<10} {r.point:>6.2f}x  95% [{r.low:.2f}, {r.high:.2f}]  "
+                         f"(n={r.n_other} vs {baseline} n={r.n_baseline})")
+    if not lines:
+        return ""
+    header = f"p50 speed-up against {baseline} ({baseline} p50 / fleet p50; > 1: faster)"
+    return "\n".join([header, "-" * len(header), *lines])
+
+
+async def print_summary(database: DatabaseSettings, fleets: list[str], baseline: str = "default",
+                        since: datetime = EVER) -> dict:
     from parsec.store.db import connect_pool
 
     pool = await connect_pool(database)
     try:
-        summary = await fleet_summary(pool, fleets)
+        summary = await fleet_summary(pool, fleets, since)
+        durations = await fleet_durations(pool, fleets, since) if baseline in fleets and len(fleets) > 1 else {}
     finally:
         await pool.close()
     print("\n" + format_summary(summary))
+    speedups = format_speedups(durations, baseline)
+    if speedups:
+        print("\n" + speedups)
     return summary

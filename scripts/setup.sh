@@ -12,7 +12,7 @@ stamp=.venv/.parsec-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing dependencies (first run takes a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test,analysis]"
+  .venv/bin/python -m pip install -q -e ".[test,analysis,jupyter]"
   touch "$stamp"
 fi
 

@@ -19,6 +19,7 @@ null there, as PostgreSQL rows without those values do.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -43,6 +44,10 @@ _DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|w)\s*$")
 
 class DataError(ValueError):
     """Bad input or no data: the message is one line, fit to show the user as it is."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for it in a notebook: the one line, no traceback."""
+        return [f"DataError: {self}"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,8 @@ def _parquet_filter(sel: Selection) -> ds.Expression:
 
 def _dataset(root: Path) -> ds.Dataset:
     if not root.is_dir():
-        raise DataError(f"no Parquet dataset at {root} (run `parsec demo`, or name one with --parquet DIR)")
+        raise DataError(f"no Parquet dataset at {root}: set parquet_dir in the notebook's parameters cell, or "
+                        f"PARSEC_PARQUET_DIR (`parsec report --parquet DIR`); `parsec demo` writes one")
     if not any(root.glob("kind=*/date=*/*.parquet")):
         raise DataError(f"the Parquet dataset at {root} holds no measurements yet")
     # hidden files (a writer's .part-….tmp) are skipped by discovery (ignore_prefixes)
@@ -275,7 +281,7 @@ class Source:
             self.root = Path(parquet_dir).expanduser() if parquet_dir else default_parquet_dir()
             self.where = f"the Parquet dataset {self.root}"
         elif source == "postgres":
-            self.database = database or database_from_env()
+            self.database = database or analysis_database()
             self.where = f"PostgreSQL {self.database.redacted()}"
         else:
             raise DataError(f"unknown source {source!r}; use parquet or postgres")
@@ -349,10 +355,31 @@ def fleet_counts(*, source: str = "parquet", parquet_dir: str | Path | None = No
     return counts
 
 
-def default_parquet_dir() -> Path:
-    from parsec.config import SchedulerSettings, load
+PARQUET_ENV = ("PARSEC_PARQUET_DIR", "PARSEC_SCHEDULER_PARQUET_DIR")  # the first set wins
 
-    return load(SchedulerSettings).parquet_dir or Path(".parsec/parquet")
+
+def demo_state_dirs(cwd: Path | None = None) -> list[Path]:
+    """Where ``parsec demo`` may have left its state (``.parsec``: ``parquet/`` and
+    ``postgres/``), nearest first: in the working directory and every folder above it (a
+    Jupyter kernel starts in the notebook's own folder, ``notebooks/``), then in the checkout
+    this package runs from (``scripts/demo.sh`` runs the demo there)."""
+    here = (cwd or Path.cwd()).resolve()
+    found = [folder / ".parsec" for folder in (here, *here.parents)]
+    checkout = Path(__file__).resolve().parents[2] / ".parsec"
+    return found if checkout in found else [*found, checkout]
+
+
+def default_parquet_dir(cwd: Path | None = None) -> Path:
+    """The dataset when none is named: ``PARSEC_PARQUET_DIR``, else the scheduler's
+    ``PARSEC_SCHEDULER_PARQUET_DIR``, else the nearest demo dataset (``demo_state_dirs``),
+    else ``.parsec/parquet`` in the working directory (absent: the loader says so)."""
+    for name in PARQUET_ENV:
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
+    for state in demo_state_dirs(cwd):
+        if (state / "parquet").is_dir():
+            return state / "parquet"
+    return (cwd or Path.cwd()).resolve() / ".parsec" / "parquet"
 
 
 def database_from_env() -> DatabaseSettings:
@@ -362,6 +389,39 @@ def database_from_env() -> DatabaseSettings:
         return load(DatabaseSettings)
     except SystemExit as error:
         raise DataError(" ".join(str(error).split())) from None
+
+
+_embedded: dict[Path, object] = {}  # demo databases this process started, stopped at exit
+
+
+def analysis_database(cwd: Path | None = None, say=print) -> DatabaseSettings:
+    """PostgreSQL for an analysis: ``PARSEC_DATABASE_*`` when a host is set, else the demo's
+    embedded server (the nearest ``demo_state_dirs`` with one), started if needed — said in
+    one line — and stopped when this process ends."""
+    database = database_from_env()
+    if database.host_given:
+        return database
+    for state in demo_state_dirs(cwd):
+        data_dir = state / "postgres"
+        if data_dir in _embedded:
+            return _embedded[data_dir].settings
+        if (data_dir / "pgdata" / "PG_VERSION").exists():
+            import atexit
+
+            from parsec.store.embedded import EmbeddedPostgres
+
+            server = EmbeddedPostgres(data_dir)
+            try:
+                settings = server.start()
+            except Exception as error:
+                raise DataError(" ".join(str(error).split())) from None
+            _embedded[data_dir] = server
+            atexit.register(server.stop)
+            say(f"started the demo's embedded PostgreSQL in {data_dir} (stopped when this kernel ends)")
+            return settings
+    raise DataError("no database: set PARSEC_DATABASE_HOST (and _PORT, _USER, _PASSWORD, _NAME) in the kernel's "
+                    "environment, or source = \"parquet\" in the notebook's parameters cell; no demo database "
+                    "(.parsec/postgres) here, above, or in the checkout")
 
 
 def pick_fleet(frame: pd.DataFrame, fleet: str | None = None) -> str:

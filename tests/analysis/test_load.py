@@ -139,7 +139,7 @@ def test_bad_input_is_one_line(root, params, message):
 
 
 def test_missing_and_empty_datasets(tmp_path):
-    with pytest.raises(DataError, match=r"^no Parquet dataset at .*/absent \(run `parsec demo`"):
+    with pytest.raises(DataError, match=r"^no Parquet dataset at .*/absent: set parquet_dir in the notebook's "):
         load.measurements(parquet_dir=tmp_path / "absent")
     (tmp_path / "empty" / "kind=provide").mkdir(parents=True)
     with pytest.raises(DataError, match="holds no measurements yet"):
@@ -150,9 +150,35 @@ def test_fleet_counts_and_the_default_dataset(root, tmp_path, monkeypatch):
     assert load.fleet_counts(parquet_dir=root, rt_size_min=51) == {"default": 83, "optprov": 80}
     monkeypatch.setenv("PARSEC_SCHEDULER_PARQUET_DIR", str(root))
     assert load.default_parquet_dir() == root
+    monkeypatch.setenv("PARSEC_PARQUET_DIR", str(tmp_path / "named"))  # the analysis' own setting wins
+    assert load.default_parquet_dir() == tmp_path / "named"
+    monkeypatch.delenv("PARSEC_PARQUET_DIR")
     monkeypatch.delenv("PARSEC_SCHEDULER_PARQUET_DIR")
     monkeypatch.chdir(tmp_path)
-    assert load.default_parquet_dir() == Path(".parsec/parquet")  # where `parsec demo` writes
+    checkout = Path(load.__file__).resolve().parents[2] / ".parsec" / "parquet"
+    nothing_here = tmp_path / ".parsec" / "parquet"
+    assert load.default_parquet_dir() == (checkout if checkout.is_dir() else nothing_here)
+
+
+def test_a_kernel_in_the_notebooks_folder_finds_the_demo_dataset_above_it(tmp_path, monkeypatch):
+    """Jupyter starts the kernel in the notebook's folder; the demo wrote to the repository's
+    ``.parsec`` one level up."""
+    for name in load.PARQUET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "repo" / ".parsec" / "parquet").mkdir(parents=True)
+    (tmp_path / "repo" / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "repo" / "notebooks")
+    assert load.default_parquet_dir() == tmp_path / "repo" / ".parsec" / "parquet"
+    assert load.demo_state_dirs()[:2] == [tmp_path / "repo" / "notebooks" / ".parsec", tmp_path / "repo" / ".parsec"]
+
+
+def test_no_database_names_what_to_set(tmp_path, monkeypatch):
+    for name in ("PARSEC_DATABASE_HOST",):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(load, "demo_state_dirs", lambda cwd=None: [tmp_path / ".parsec"])
+    with pytest.raises(DataError, match=r"^no database: set PARSEC_DATABASE_HOST .* source = \"parquet\" in the "
+                                        r"notebook's parameters cell"):
+        load.analysis_database()
 
 
 def test_pick_fleet(root):
@@ -206,3 +232,41 @@ def test_postgres_reads_rows_without_our_measurements_table_entry(fresh_db):
     row = frame.iloc[0]
     assert len(frame) == 1 and row["cid"] == "QmGo" and row["op_id"] is None and pd.isna(row["round"])
     assert (row["fleet"], row["region"], row["step"], row["outcome"]) == ("default", "us-west-1", "retrieval", "ok")
+
+
+@pytest.mark.integration
+def test_the_demo_database_is_started_for_a_kernel_below_it(monkeypatch):
+    """No PARSEC_DATABASE_HOST: the demo's embedded PostgreSQL in ``.parsec/postgres`` above
+    the kernel's folder is started (and said so), then reused."""
+    import asyncio
+    import shutil
+    import tempfile
+
+    from parsec.store.db import connect_pool
+    from parsec.store.embedded import EmbeddedPostgres
+
+    monkeypatch.delenv("PARSEC_DATABASE_HOST", raising=False)
+    tmp_path = Path(tempfile.mkdtemp(prefix="parsec-demo-"))  # not tmp_path: the `postgres` user must reach it
+    tmp_path.chmod(0o755)
+    monkeypatch.setattr(load, "_embedded", {})
+    demo = EmbeddedPostgres(tmp_path / ".parsec" / "postgres")
+    demo.start()
+    demo.stop()  # the demo ended: data kept, server stopped
+    (tmp_path / "notebooks").mkdir()
+    said = []
+    settings = load.analysis_database(cwd=tmp_path / "notebooks", say=said.append)
+    try:
+        assert len(said) == 1 and str(tmp_path / ".parsec" / "postgres") in said[0]
+        assert load.analysis_database(cwd=tmp_path / "notebooks", say=said.append) == settings and len(said) == 1
+
+        async def one() -> int:
+            pool = await connect_pool(settings)
+            try:
+                return await pool.fetchval("SELECT 1")
+            finally:
+                await pool.close()
+
+        assert asyncio.run(one()) == 1
+    finally:
+        load._embedded.pop(tmp_path / ".parsec" / "postgres").stop()
+        shutil.rmtree(tmp_path, ignore_errors=True)

@@ -242,6 +242,8 @@ def test_parameters_are_injected_after_the_tagged_cell():
 def test_default_input_is_the_demo_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PARSEC_SCHEDULER_PARQUET_DIR", raising=False)
+    monkeypatch.delenv("PARSEC_PARQUET_DIR", raising=False)
+    (tmp_path / ".parsec" / "parquet").mkdir(parents=True)  # where `parsec demo` run here writes
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     args = parser.parse_args([])

@@ -1,5 +1,6 @@
 """`parsec report` on the dataset of a real short run: real servers on a real testbed, the
-real scheduler writing Parquet, both notebooks executed on what it wrote."""
+real scheduler writing Parquet, both notebooks executed on what it wrote — by `parsec report`
+and by `jupyter nbconvert` in the notebooks' own folder, as Jupyter runs them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from parsec.cli import main
 from parsec.config import SchedulerSettings
 from parsec.store.parquet import read_dataset
+from tests.analysis.jupyter import NOTEBOOKS, demo_layout, errors, figures, jupyter_env, nbconvert
 from tests.analysis.test_report import FIGURES
 from tests.integration.conftest import CAMPAIGN_TOKEN
 
@@ -25,7 +27,7 @@ ROUNDS = 3
 def test_report_on_a_real_short_run(campaign, tmp_path):
     from parsec.scheduler import job
 
-    parquet = tmp_path / "parquet"
+    notebooks, parquet = demo_layout(tmp_path / "checkout")  # the run writes where the demo does
     settings = SchedulerSettings(fleets=["default"], rounds=ROUNDS, interval=0.5, parquet_dir=parquet,
                                  auth_token=CAMPAIGN_TOKEN)
     asyncio.run(job.run_loops([settings], campaign.database))
@@ -57,3 +59,8 @@ def test_report_on_a_real_short_run(campaign, tmp_path):
         == [(20, 20, 20)] * ROUNDS, traces
     assert all(t["holders"] == t["stores_ok"] >= 15 for t in traces), traces  # nearly all took the record
     assert rpcs.loc[("default", "provide"), "ADD_PROVIDER"] == 20
+
+    env = jupyter_env(tmp_path / "jupyter")
+    for name in NOTEBOOKS:  # no setting: the kernel in notebooks/ finds ../.parsec/parquet
+        nb = nbconvert(notebooks, name, env)
+        assert errors(nb) == [] and figures(nb) >= 3, name
