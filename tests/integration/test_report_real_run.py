@@ -15,7 +15,7 @@ import pytest
 from parsec.cli import main
 from parsec.config import SchedulerSettings
 from parsec.store.parquet import read_dataset
-from tests.analysis.jupyter import NOTEBOOKS, demo_layout, errors, figures, jupyter_env, nbconvert
+from tests.analysis import jupyter
 from tests.analysis.test_report import FIGURES
 from tests.integration.conftest import CAMPAIGN_TOKEN
 
@@ -27,7 +27,7 @@ ROUNDS = 3
 def test_report_on_a_real_short_run(campaign, tmp_path):
     from parsec.scheduler import job
 
-    notebooks, parquet = demo_layout(tmp_path / "checkout")  # the run writes where the demo does
+    notebooks, parquet = jupyter.demo_layout(tmp_path / "checkout")  # the run writes where the demo does
     settings = SchedulerSettings(fleets=["default"], rounds=ROUNDS, interval=0.5, parquet_dir=parquet,
                                  auth_token=CAMPAIGN_TOKEN)
     asyncio.run(job.run_loops([settings], campaign.database))
@@ -60,7 +60,7 @@ def test_report_on_a_real_short_run(campaign, tmp_path):
     assert all(t["holders"] == t["stores_ok"] >= 15 for t in traces), traces  # nearly all took the record
     assert rpcs.loc[("default", "provide"), "ADD_PROVIDER"] == 20
 
-    env = jupyter_env(tmp_path / "jupyter")
-    for name in NOTEBOOKS:  # no setting: the kernel in notebooks/ finds ../.parsec/parquet
-        nb = nbconvert(notebooks, name, env)
-        assert errors(nb) == [] and figures(nb) >= 3, name
+    env = jupyter.jupyter_env(tmp_path / "jupyter")
+    for name in jupyter.NOTEBOOKS:  # no setting: the kernel in notebooks/ finds ../.parsec/parquet
+        nb = jupyter.nbconvert(notebooks, name, env)
+        assert jupyter.errors(nb) == [] and jupyter.figures(nb) >= 3, name
