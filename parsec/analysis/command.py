@@ -78,17 +78,15 @@ def _database(args: argparse.Namespace):
     if args.source != "postgres":
         yield None, {}
         return
-    from parsec.analysis.load import DataError, database_from_env
+    from parsec.analysis.load import DataError, database_from_env, demo_postgres
 
     database = database_from_env()
     if not database.host_given:
-        from parsec.store.embedded import EmbeddedPostgres
-
         data_dir = Path(args.state_dir) / "postgres"
-        if not (data_dir / "pgdata" / "PG_VERSION").exists():
+        embedded = demo_postgres(data_dir)
+        if embedded is None:
             raise DataError(f"no database: set PARSEC_DATABASE_HOST (and _PORT, _USER, _PASSWORD, _NAME), "
                             f"or run `parsec demo` first (no embedded PostgreSQL in {data_dir})")
-        embedded = EmbeddedPostgres(data_dir)
         say(f"starting the demo's embedded PostgreSQL in {data_dir}")
         database = embedded.start()
         try:

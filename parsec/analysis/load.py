@@ -394,6 +394,16 @@ def database_from_env() -> DatabaseSettings:
 _embedded: dict[Path, object] = {}  # demo databases this process started, stopped at exit
 
 
+def demo_postgres(data_dir: Path):
+    """The demo's embedded PostgreSQL in ``data_dir`` (an ``EmbeddedPostgres``, not started),
+    or None when no cluster was ever created there."""
+    if not (Path(data_dir) / "pgdata" / "PG_VERSION").exists():
+        return None
+    from parsec.store.embedded import EmbeddedPostgres
+
+    return EmbeddedPostgres(data_dir)
+
+
 def analysis_database(cwd: Path | None = None, say=print) -> DatabaseSettings:
     """PostgreSQL for an analysis: ``PARSEC_DATABASE_*`` when a host is set, else the demo's
     embedded server (the nearest ``demo_state_dirs`` with one), started if needed — said in
@@ -405,12 +415,10 @@ def analysis_database(cwd: Path | None = None, say=print) -> DatabaseSettings:
         data_dir = state / "postgres"
         if data_dir in _embedded:
             return _embedded[data_dir].settings
-        if (data_dir / "pgdata" / "PG_VERSION").exists():
+        server = demo_postgres(data_dir)
+        if server is not None:
             import atexit
 
-            from parsec.store.embedded import EmbeddedPostgres
-
-            server = EmbeddedPostgres(data_dir)
             try:
                 settings = server.start()
             except Exception as error:

@@ -272,27 +272,27 @@ class DhtNode:
         without ``--server-mode`` — asks but never answers) and we know how to reach it.
         While identify is still running, the decision waits for it (at most
         ``IDENTIFY_WAIT`` seconds, one wait per peer)."""
-        ref = PeerRef.from_id(sender.to_bytes())
-        if ref in self.routing:
+        if PeerRef.from_id(sender.to_bytes()) in self.routing or self._admit_if_identified(sender):
             return
+        if sender not in self._identify_waits and len(self._identify_waits) < MAX_IDENTIFY_WAITS:
+            self._identify_waits.add(sender)
+            trio.lowlevel.spawn_system_task(self._admit_after_identify, sender)
+
+    def _admit_if_identified(self, sender: ID) -> bool:
+        """The decision, once identify has answered (True: decided); False before."""
         serves = pylibp2p.serves_protocol(self.host, sender, self.protocol_id)
         if serves is None:
-            if sender not in self._identify_waits and len(self._identify_waits) < MAX_IDENTIFY_WAITS:
-                self._identify_waits.add(sender)
-                trio.lowlevel.spawn_system_task(self._admit_after_identify, sender)
-            return
+            return False
         if serves and pylibp2p.known_addrs(self.host, sender):
-            self.routing.add(ref)
+            self.routing.add(PeerRef.from_id(sender.to_bytes()))
+        return True
 
     async def _admit_after_identify(self, sender: ID) -> None:
         try:
             deadline = trio.current_time() + IDENTIFY_WAIT
             while trio.current_time() < deadline:
                 await trio.sleep(IDENTIFY_POLL)
-                serves = pylibp2p.serves_protocol(self.host, sender, self.protocol_id)
-                if serves is not None:
-                    if serves and pylibp2p.known_addrs(self.host, sender):
-                        self.routing.add(PeerRef.from_id(sender.to_bytes()))
+                if self._admit_if_identified(sender):
                     return
         except Exception as error:  # a system task must never raise
             log.debug("admission of %s: %s", sender, error)
