@@ -49,11 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 
 from parsec.analysis import stats  # noqa: E402
+from parsec.kad.fleets import STRATEGIES  # noqa: E402
 
 REGION = "eu-central-1"
 """Where every fleet's host sits under latency emulation: one place for all, so that a
 fleet's times do not depend on where its random identity happened to land."""
-FLEETS = ("default", "optprov", "fullrt", "pylibp2p")
+FLEETS = tuple(name for name, spec in STRATEGIES.items() if spec.dht in ("parsec-kad", "py-libp2p"))
+"""The fleets a bench runs in its own process: our engine's and py-libp2p's."""
 BASELINE = "default"
 """The fleet every speed-up is measured against (its p50 / the fleet's p50)."""
 ROUNDS = 30

@@ -18,7 +18,10 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from parsec.kad.fleets import ALPHA as GO_ALPHA
+from parsec.kad.constants import ALPHA as GO_ALPHA
+from parsec.kad.constants import RPC_TIMEOUT
+from parsec.kad.fleets import ENGINE_STRATEGIES, STRATEGIES
+from parsec.kad.fullrt import FULLRT_CRAWL_INTERVAL
 from parsec.stale import STALE_ENTRIES
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -55,8 +58,8 @@ def _split_list(value: object) -> object:
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
-FLEETS = ("default", "optprov", "fullrt", "pylibp2p", "go", "js")
-CLIENT_MODE_STRATEGIES = ("default", "optprov", "fullrt")  # our engine's: the handler is ours to leave out
+FLEETS = tuple(STRATEGIES)  # the strategy names (parsec.kad.fleets): a fleet label that names one selects it
+CLIENT_MODE_STRATEGIES = ENGINE_STRATEGIES  # our engine's: the handler is ours to leave out
 
 
 def known_fleet(value: str) -> str:
@@ -203,7 +206,8 @@ class ServerSettings(BaseSettings):
     dht_fullrt: bool = Field(False, description="the Go parsec's setting: full routing table (strategy fullrt)")
     dht_server_mode: bool | None = Field(None, description=(
         "the Go parsec's setting: answer kad requests (a DHT server). Unset: a DHT server (parsec's default; the Go "
-        "parsec's is a client); false: a DHT client that asks but never answers (default, optprov, fullrt)"))
+        "parsec's is a client); false: a DHT client that asks but never answers (" + ", ".join(CLIENT_MODE_STRATEGIES)
+        + ")"))
     dht_alpha: int = Field(GO_ALPHA, description="the Go parsec's setting: lookup concurrency; only go's 10")
     dht_project: str = Field("ipfs", description="the Go parsec's setting: bootstrap project; only 'ipfs'")
     dht_badbits: str | None = Field(None, description="the Go parsec's bad-bits deny list: not supported yet")
@@ -219,8 +223,8 @@ class ServerSettings(BaseSettings):
     heartbeat_interval: Seconds = 60.0
     provide_timeout: Seconds = 180.0
     retrieve_timeout: Seconds = 60.0
-    rpc_timeout: Seconds = 10.0
-    crawl_interval: Seconds = 3600.0  # fullrt: time between crawls of the whole network
+    rpc_timeout: Seconds = RPC_TIMEOUT
+    crawl_interval: Seconds = FULLRT_CRAWL_INTERVAL  # fullrt: time between crawls of the whole network
     max_content_bytes: int = Field(1 << 20, ge=1)
     min_routing_table: int = Field(1, ge=0, description="peers needed before /readiness is 200")
     advertise_host: str | None = None

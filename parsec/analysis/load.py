@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from parsec.config import FLEETS, DatabaseSettings, parse_duration
+from parsec.kad.constants import NOT_FOUND
 from parsec.store.parquet import FILE_SCHEMA, PARTITION_SCHEMA, TRACE_COLUMNS
 from parsec.store.records import FIELDS
 
@@ -38,7 +39,7 @@ KINDS = ("provide", "retrieval")
 COLUMNS = [*FIELDS, *TRACE_COLUMNS, "date", "outcome"]
 INT_TRACE_COLUMNS = tuple(name for name, (_, kind) in TRACE_COLUMNS.items() if pa.types.is_integer(kind))
 FLOAT_TRACE_COLUMNS = tuple(name for name in TRACE_COLUMNS if name not in INT_TRACE_COLUMNS)
-OK, NOT_FOUND, ERROR = "ok", "not found", "error"
+OK, ERROR = "ok", "error"  # outcome labels; NOT_FOUND, the third, is the contract's error text itself
 _DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|w)\s*$")
 
 

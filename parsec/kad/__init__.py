@@ -7,7 +7,6 @@ Imports nothing of parsec outside this package.
 
 from .crawl import (
     CRAWL_MAX_CPL,
-    CrawlRequest,
     CrawlResult,
     Crawler,
     KeyPreimages,
@@ -33,20 +32,28 @@ from .keyspace import (
     normalized_distance,
     sort_by_distance,
 )
+from .constants import ALPHA, BETA, K, NOT_FOUND, NOT_READY, RPC_TIMEOUT, deadline_exceeded
 from .lookup import Lookup
 from .lookup_types import UNREACHABLE, Followup, Goal, LookupResult, PeerState, Phase, Reason
 from .optimistic import OPTPROV_RETURN_AFTER, OPTPROV_STALL_TIMEOUT, OptimisticProvide
-from .optprov import (
-    ClassicProvide,
-    ProvideOperation,
-    ProvideResult,
-    Request,
-    RequestKind,
-)
+from .machine import DELIVERED, Failure, Machine, Outcome, Reply, Request, RequestKind
+from .provide import ClassicProvide, ProvideOperation, ProvideResult
 from .stores import OPTPROV_POOL_SIZE, BackgroundPool, StoreState
 from .routing import RoutingTable
 
 __all__ = [
+    "ALPHA",
+    "BETA",
+    "DELIVERED",
+    "K",
+    "NOT_FOUND",
+    "NOT_READY",
+    "RPC_TIMEOUT",
+    "Failure",
+    "Machine",
+    "Outcome",
+    "Reply",
+    "deadline_exceeded",
     "CRAWL_MAX_CPL",
     "KEY_BITS",
     "KEYSPACE_SIZE",
@@ -58,7 +65,6 @@ __all__ = [
     "UNREACHABLE",
     "BackgroundPool",
     "ClassicProvide",
-    "CrawlRequest",
     "CrawlResult",
     "Crawler",
     "DirectProvide",

@@ -34,7 +34,9 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .constants import K, RPC_TIMEOUT
 from .keyspace import KEY_BITS, Key, PeerRef, common_prefix_len, key_of
+from .machine import Failure, Outcome, Request
 
 SHA256_MULTIHASH_PREFIX = b"\x12\x20"
 """Multihash code sha2-256 (0x12), length 32 (0x20)."""
@@ -103,8 +105,9 @@ class KeyPreimages:
 
 @dataclass(frozen=True, slots=True)
 class CrawlRequest:
-    """FIND_NODE ``key_bytes`` to ``peer``. ``cpl`` is the bucket it asks for; None for
-    the peer's own id (its deepest buckets)."""
+    """The crawler's own record of one request: FIND_NODE ``key_bytes`` to ``peer``.
+    ``cpl`` is the bucket it asks for; None for the peer's own id (its deepest buckets).
+    Handed to the driver as ``Request(peer, "find_node", key_bytes)``."""
 
     peer: PeerRef
     key_bytes: bytes
@@ -159,9 +162,9 @@ class Crawler:
         seeds: Iterable[PeerRef],
         *,
         now: float,
-        k: int = 20,
+        k: int = K,
         max_in_flight: int = 200,
-        rpc_timeout: float = 10.0,
+        rpc_timeout: float = RPC_TIMEOUT,
         max_cpl: int = CRAWL_MAX_CPL,
         self_peer: PeerRef | None = None,
         preimages: KeyPreimages | None = None,
@@ -198,10 +201,10 @@ class Crawler:
 
     # ------------------------------------------------------------- driver events
 
-    def poll(self, now: float) -> list[CrawlRequest]:
-        """Expire timeouts, then hand out requests up to the concurrency limit."""
+    def poll(self, now: float) -> list[Request]:
+        """Expire timeouts, then hand out FIND_NODEs up to the concurrency limit."""
         self._advance(now)
-        sent: list[CrawlRequest] = []
+        sent: list[Request] = []
         while self._queue and len(self._in_flight) < self.max_in_flight:
             request = self._queue.popleft()
             deadline = now + self.rpc_timeout
@@ -209,13 +212,20 @@ class Crawler:
             self._sequence += 1
             entry = (deadline, self._sequence, request.peer, request.key_bytes)
             heapq.heappush(self._deadlines, entry)
-            sent.append(request)
+            sent.append(Request(request.peer, "find_node", request.key_bytes))
         self._rpcs += len(sent)
         return sent
 
-    def on_response(
-        self, peer: PeerRef, request_key: bytes, closer: Iterable[PeerRef], now: float
-    ) -> None:
+    def on_outcome(self, request: Request, outcome: Outcome, now: float) -> None:
+        """What came of the FIND_NODE ``request`` (its ``key`` is the key bytes asked)."""
+        if request.key is None:
+            raise ValueError("a crawl request carries its key bytes")
+        if isinstance(outcome, Failure):
+            self._failed(request.peer, request.key, now, outcome.error)
+        else:
+            self._answered(request.peer, request.key, outcome.closer, now)
+
+    def _answered(self, peer: PeerRef, request_key: bytes, closer: Iterable[PeerRef], now: float) -> None:
         """``peer`` answered the FIND_NODE for ``request_key`` with ``closer``."""
         request = self._answering(peer, request_key, now)
         if request is None:
@@ -229,7 +239,7 @@ class Crawler:
             self._queue_bucket_requests(peer, closer)
         self._check_done()
 
-    def on_failure(self, peer: PeerRef, request_key: bytes, now: float, error: str = "") -> None:
+    def _failed(self, peer: PeerRef, request_key: bytes, now: float, error: str) -> None:
         """The FIND_NODE for ``request_key`` to ``peer`` failed."""
         request = self._answering(peer, request_key, now)
         if request is None:
@@ -243,6 +253,11 @@ class Crawler:
 
     @property
     def done(self) -> bool:
+        return self._finished_at is not None
+
+    @property
+    def returnable(self) -> bool:
+        """A crawl answers its caller when it is done."""
         return self._finished_at is not None
 
     def next_deadline(self) -> float | None:

@@ -8,7 +8,7 @@ lookups from it. It is not ready before its first crawl finished.
 Here ``FullRoutingTable`` holds the crawled peer set (peers that answered the crawl; go keeps
 exactly those), answers ``closest`` in O(log P) with a sorted key array instead of go's trie,
 hands out ``Crawler``s (``crawl.py``) and applies their results, and builds
-``DirectProvide`` operations with the provide action interface of ``optprov.py``.
+``DirectProvide`` operations with the provide machine interface of ``provide.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from .crawl import Crawler, CrawlResult, KeyPreimages
 from .keyspace import KEY_BITS, Key, PeerRef
-from .optprov import ProvideOperation, Strategy
+from .provide import ProvideOperation, Strategy
 
 FULLRT_CRAWL_INTERVAL = 3600.0
 """go ``FullRT.crawlerInterval``: one hour between crawl starts."""

@@ -6,15 +6,19 @@ clock, never sleeps and never sends: the driver feeds it events stamped with the
 ``now`` (seconds, any monotonic origin) and it answers with the peers to ask next, the next
 deadline to wake up at, and — once ``done`` — a ``LookupResult``.
 
-Driver loop::
+A ``Machine`` (``parsec.kad.machine``: the driver loop and the rules every machine
+shares)::
 
     lookup = Lookup(target, table.closest(target, 20), now=clock())
     while not lookup.done:
-        for peer in lookup.poll(clock()):
-            send FIND_NODE / GET_PROVIDERS to peer           # answer arrives later
-        wait for an answer, or until lookup.next_deadline()
-        lookup.on_response(peer, closer_peers, clock(), providers)   # or on_failure(...)
+        for request in lookup.poll(clock()):      # FIND_NODE / GET_PROVIDERS to request.peer
+            send it; its outcome arrives later
+        wait for an outcome, or until lookup.next_deadline()
+        lookup.on_outcome(request, Reply(closer, providers) or Failure(error), clock())
     lookup.result
+
+``on_response`` / ``on_failure`` are the same events by peer, for callers that hold a
+lookup inside another machine (a provide's walk).
 
 Semantics follow go-libp2p-kad-dht's ``query.go`` / ``runLookupWithFollowup``:
 
@@ -56,7 +60,9 @@ from collections.abc import Iterable
 from itertools import islice
 from operator import attrgetter
 
+from .constants import ALPHA, BETA, K, RPC_TIMEOUT
 from .keyspace import Key, PeerRef
+from .machine import Failure, Outcome, Request, RequestKind
 from .lookup_types import IGNORED_LATE, PENDING, UNREACHABLE, Candidate, Followup, Goal, LookupResult, PeerState
 from .lookup_types import Phase, Reason
 
@@ -78,10 +84,10 @@ class Lookup:
         *,
         now: float,
         goal: Goal = "closest",
-        alpha: int = 10,
-        beta: int = 3,
-        k: int = 20,
-        rpc_timeout: float = 10.0,
+        alpha: int = ALPHA,
+        beta: int = BETA,
+        k: int = K,
+        rpc_timeout: float = RPC_TIMEOUT,
         self_peer: PeerRef | None = None,
         max_providers: int = 1,
         followup: Followup = "once",
@@ -101,6 +107,7 @@ class Lookup:
             raise ValueError(f"max_providers must be >= 0, got {max_providers}")
         self.target = target
         self.goal: Goal = goal
+        self.kind: RequestKind = "get_providers" if goal == "providers" else "find_node"
         self.alpha = alpha
         self.beta = beta
         self.k = k
@@ -141,9 +148,10 @@ class Lookup:
 
     # ----------------------------------------------------------------- driver events
 
-    def poll(self, now: float) -> list[PeerRef]:
-        """Expire timed-out requests, then return the peers to send a request to now,
-        closest first; they are marked WAITING. Empty once done or when no slot is free."""
+    def poll(self, now: float) -> list[Request]:
+        """Expire timed-out requests, then return the requests (``kind`` to a peer) to
+        send now, closest peer first; the peers are marked WAITING. Empty once done or when
+        no slot is free."""
         self._advance(now)
         if self._phase == "walk":
             room = self.alpha - self._holding_slots(now)
@@ -163,7 +171,15 @@ class Lookup:
         self._rpcs += len(picked)
         if self._phase == "followup":
             self._followup_rpcs += len(picked)
-        return [candidate.peer for candidate in picked]
+        kind = self.kind
+        return [Request(candidate.peer, kind) for candidate in picked]
+
+    def on_outcome(self, request: Request, outcome: Outcome, now: float) -> None:
+        """What came of ``request``: a reply (``on_response``) or a failure."""
+        if isinstance(outcome, Failure):
+            self.on_failure(request.peer, now, outcome.error)
+        else:
+            self.on_response(request.peer, outcome.closer, now, outcome.providers)
 
     def on_response(
         self,
@@ -222,6 +238,11 @@ class Lookup:
 
     @property
     def done(self) -> bool:
+        return self._phase == "done"
+
+    @property
+    def returnable(self) -> bool:
+        """A lookup answers its caller when it is done."""
         return self._phase == "done"
 
     @property

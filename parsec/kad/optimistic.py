@@ -2,7 +2,7 @@
 
 The sans-IO machine behind the ``optprov`` fleet (the optimistic-provide proposal of D.
 Trautwein / ProbeLab, as go-libp2p-kad-dht's ``optimisticProvide``), on the driver interface
-of ``optprov.ProvideOperation``; the thresholds come from ``estimator.NetworkSizeEstimator``.
+of ``provide.ProvideOperation``; the thresholds come from ``estimator.NetworkSizeEstimator``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import math
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
+from .constants import ALPHA, BETA, K, RPC_TIMEOUT
 from .keyspace import Key, PeerRef, normalized_distance
 from .lookup import Lookup
 from .lookup_types import LookupResult
-from .optprov import ClassicProvide, Strategy
+from .provide import ClassicProvide, Strategy
 from .stores import BackgroundPool, StoreState
 
 OPTPROV_RETURN_AFTER = 15
@@ -28,7 +29,7 @@ peer takes 5 s to fail."""
 
 
 class OptimisticProvide(ClassicProvide):
-    """Optimistic provide (the rules: ``optprov``'s module docstring); ``estimator_thresholds`` is
+    """Optimistic provide (the rules: ``provide``'s module docstring); ``estimator_thresholds`` is
     ``NetworkSizeEstimator.thresholds(now)``: ``(individual, set)`` normalised distances,
     or None to fall back to ``ClassicProvide``.
 
@@ -85,10 +86,10 @@ class OptimisticProvide(ClassicProvide):
         *,
         now: float,
         estimator_thresholds: tuple[float, float] | None,
-        alpha: int = 10,
-        beta: int = 3,
-        k: int = 20,
-        rpc_timeout: float = 10.0,
+        alpha: int = ALPHA,
+        beta: int = BETA,
+        k: int = K,
+        rpc_timeout: float = RPC_TIMEOUT,
         self_peer: PeerRef | None = None,
         return_after: int = OPTPROV_RETURN_AFTER,
         return_counts: Literal["successes", "completions"] = "successes",

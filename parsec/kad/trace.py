@@ -11,15 +11,18 @@ answers arrived, path round trips).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .keyspace import PeerRef
 from .lookup_types import LookupResult
-from .optprov import ProvideResult
+from .machine import RPC_NAMES, Failure, Outcome, Request
+from .provide import ProvideResult
+from .path_bound import PathBound
+from .routing import RoutingTable
 
-RPC_NAMES = {"find_node": "FIND_NODE", "get_providers": "GET_PROVIDERS", "add_provider": "ADD_PROVIDER"}
-"""``Request.kind`` → the kad-dht message type name a trace counts it under (the protobuf
-enum names, as the libp2p driver counts the messages it writes)."""
+__all__ = ["RPC_NAMES", "Recorder", "Trace", "provide_error"]
 
 
 @dataclass
@@ -83,3 +86,52 @@ def provide_error(result: ProvideResult) -> str | None:
     if result.stores_ok == 0:
         return f"no ADD_PROVIDER succeeded ({result.strategy} provide, walk end {result.walk_end})"
     return None
+
+
+RequestCost = Callable[[PeerRef, bool], float]
+"""The latency model's least cost of a request to a peer sent now; the flag says whether it
+expects an answer (an ADD_PROVIDER is written and done)."""
+
+
+class Recorder:
+    """What a driver notes around one machine's requests, the same way in every driver.
+
+    On each request sent: its count in ``trace`` (by message type name) and its least cost
+    in ``bound``. On each answered FIND_NODE / GET_PROVIDERS: the answer's time in ``trace``
+    (from ``started``) and ``bound``, and the peer into ``routing`` (a peer that answered is
+    a live DHT server). ADD_PROVIDERs are counted, never timed (they have no answer). Every
+    part is optional: a crawl records nothing.
+    """
+
+    __slots__ = ("trace", "started", "bound", "cost", "routing")
+
+    def __init__(self, trace: Trace | None = None, started: float = 0.0, *, bound: PathBound | None = None,
+                 cost: RequestCost | None = None, routing: RoutingTable | None = None) -> None:
+        if bound is not None and cost is None:
+            raise ValueError("a path bound needs the request cost")
+        self.trace = trace
+        self.started = started
+        self.bound = bound
+        self.cost = cost
+        self.routing = routing
+
+    def sent(self, request: Request, now: float) -> None:
+        if self.trace is not None:
+            self.trace.rpcs[RPC_NAMES[request.kind]] += 1
+        bound = self.bound
+        if bound is not None:
+            assert self.cost is not None
+            if request.kind == "add_provider":
+                bound.stored(request.peer, self.cost(request.peer, False))
+            else:
+                bound.asked(request.peer, self.cost(request.peer, True), now)
+
+    def settled(self, request: Request, outcome: Outcome, now: float) -> None:
+        if isinstance(outcome, Failure) or request.kind == "add_provider":
+            return
+        if self.trace is not None:
+            self.trace.mark_response(now - self.started)
+        if self.bound is not None:
+            self.bound.answered(request.peer, now)
+        if self.routing is not None:
+            self.routing.add(request.peer)

@@ -1,11 +1,13 @@
-"""Runs ``parsec.kad`` state machines over real libp2p streams.
+"""Runs ``parsec.kad`` machines over real libp2p streams.
 
-The engine decides whom to ask and when it is done; this driver only sends what a
-machine's ``poll`` asks for, feeds back replies and failures with ``trio.current_time``,
-and sleeps until the next outcome or the machine's next deadline. One loop (``_drive``)
-serves lookups, provide operations and crawls alike. Every operation returns a ``Trace``
-(``parsec.kad.trace``, shared with the simulator) — RPCs by type, peers contacted, hops,
-first/last response — stored beside each measurement so a duration can be explained.
+One loop (``_drive``) runs every machine — lookups, provides, crawls — through the engine's
+``Machine`` interface (``parsec.kad.machine``): it sends what ``poll`` asks for, each
+request in its own task through one transport function (``_transport``: a ``Request`` out
+as a kad message, the answer back as a ``Reply`` or ``Failure``), feeds the outcomes back
+with ``trio.current_time``, and sleeps until the next outcome or the machine's next
+deadline. A ``Recorder`` (``parsec.kad.trace``, shared with the simulator) counts the RPCs
+in the operation's ``Trace``, times the answers, keeps the path bound and puts the peers
+that answered into the routing table.
 """
 
 from __future__ import annotations
@@ -13,54 +15,78 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
 
 from parsec.kad import Lookup, LookupResult, PeerRef, key_of
-from parsec.kad.crawl import Crawler, CrawlRequest, CrawlResult
-from parsec.kad.fleets import REFRESH_CPLS, REFRESH_PERIOD, feed_estimator, refresh_keys
-from parsec.kad.optprov import ProvideOperation, ProvideResult, Request
+from parsec.kad.constants import REFRESH_CPLS
+from parsec.kad.crawl import Crawler, CrawlResult
+from parsec.kad.fleets import refresh_keys
+from parsec.kad.lookup_types import Goal
+from parsec.kad.machine import DELIVERED, Failure, Machine, Outcome, Reply, Request
+from parsec.kad.provide import ProvideOperation, ProvideResult
 from parsec.kad.path_bound import PathBound
-from parsec.kad.trace import Trace, provide_error
+from parsec.kad.trace import Recorder, Trace, provide_error
 from parsec.net import wire
 from parsec.net.node import DhtNode, RpcError
 
+__all__ = ["Trace", "bootstrap", "find_first_provider", "refresh_buckets", "run_crawl", "run_lookup",
+           "run_provide"]
+
 _KIND_TO_WIRE = {"find_node": wire.FIND_NODE, "get_providers": wire.GET_PROVIDERS, "add_provider": wire.ADD_PROVIDER}
 
+Transport = Callable[[Request], Awaitable[Outcome]]
 
 
-Outcome = tuple[Any, Any, str]  # (request, reply or None, error text)
+def _transport(node: DhtNode, key: bytes) -> Transport:
+    """Carries one request of an operation on ``key`` (a request's own ``key`` wins): a kad
+    message to its peer, the answer's peers learnt (addresses kept) and returned."""
+    announce: list = []  # the ADD_PROVIDER message, built at the first store
+
+    async def exchange(request: Request) -> Outcome:
+        try:
+            if request.kind == "add_provider":
+                if not announce:
+                    announce.append(wire.request(wire.ADD_PROVIDER, key, provider=node.self_wire()))
+                await node.rpc(request.peer, announce[0], expect_reply=False)
+                return DELIVERED
+            reply = await node.rpc(request.peer, wire.request(_KIND_TO_WIRE[request.kind], request.key or key))
+        except RpcError as error:
+            return Failure(str(error))
+        return Reply(_closer(node, reply), _providers(node, reply))
+
+    return exchange
 
 
-async def _drive(machine, send: Callable[[Any], Awaitable[Any]], apply: Callable[[Any, Any, str], None],
-                 *, until: Callable[[], bool] | None = None, nursery: trio.Nursery | None = None) -> None:
+async def _drive(machine: Machine, transport: Transport, recorder: Recorder, *,
+                 nursery: trio.Nursery | None = None) -> None:
     """Poll ``machine``, send its requests (each in its own task), apply outcomes.
 
-    Returns when ``until()`` holds (default: the machine is done). Requests still in flight
-    are cancelled, unless ``nursery`` is given: then the loop goes on there in the
-    background until the machine is done (optimistic provide's stores that finish after
-    the caller was answered).
+    Returns once the machine is ``returnable``. Requests still in flight are cancelled,
+    unless ``nursery`` is given: then the loop goes on there in the background until the
+    machine is done (optimistic provide's stores that finish after the caller was
+    answered; a finished lookup's stragglers, whose streams take milliseconds to close).
     """
-    finished = until or (lambda: machine.done)
     outcomes_in, outcomes_out = trio.open_memory_channel(math.inf)
     answered = trio.Event()
 
-    async def one(request) -> None:
-        try:
-            reply = await send(request)
-        except RpcError as error:
-            outcomes_in.send_nowait((request, None, str(error)))
-        else:
-            outcomes_in.send_nowait((request, reply, ""))
+    async def one(request: Request) -> None:
+        outcomes_in.send_nowait((request, await transport(request)))
+
+    def apply(request: Request, outcome: Outcome) -> None:
+        now = trio.current_time()
+        machine.on_outcome(request, outcome, now)
+        recorder.settled(request, outcome, now)
 
     async def loop(task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async with trio.open_nursery() as requests:
             while not machine.done:
-                for request in machine.poll(trio.current_time()):
+                now = trio.current_time()
+                for request in machine.poll(now):
+                    recorder.sent(request, now)
                     requests.start_soon(one, request)
-                if finished():
+                if machine.returnable:
                     answered.set()
                     if nursery is None or machine.done:
                         break
@@ -83,10 +109,6 @@ async def _drive(machine, send: Callable[[Any], Awaitable[Any]], apply: Callable
         await answered.wait()
 
 
-def _rpc_name(kind: int) -> str:
-    return wire.TYPE_NAMES.get(kind, str(kind))
-
-
 def _closer(node: DhtNode, reply) -> list[PeerRef]:
     return [ref for ref in map(node.learn, wire.peers_from_wire(reply.closerPeers)) if ref is not None]
 
@@ -99,7 +121,7 @@ def _providers(node: DhtNode, reply) -> list[PeerRef]:
     return found
 
 
-def _request_cost(node: DhtNode, peer: PeerRef, *, reply: bool = True) -> float:
+def _request_cost(node: DhtNode, peer: PeerRef, reply: bool) -> float:
     """The latency model's least cost of a request to ``peer`` sent now: the connection
     set-up if there is no connection yet, plus a round trip if it expects an answer (an
     ADD_PROVIDER is written and done). 0 without a model."""
@@ -111,42 +133,25 @@ def _request_cost(node: DhtNode, peer: PeerRef, *, reply: bool = True) -> float:
     return setup + (model.rtt(node.region, remote) if reply else 0.0)
 
 
-def _counting_rpc(node: DhtNode, trace: Trace, kind: int, key: bytes, started: float, bound: PathBound):
-    """``send`` for lookups: one request of ``kind`` for ``key``, counted in ``trace``."""
-    async def send(peer: PeerRef):
-        trace.rpcs[_rpc_name(kind)] += 1
-        bound.asked(peer, _request_cost(node, peer), trio.current_time())
-        reply = await node.rpc(peer, wire.request(kind, key))
-        trace.mark_response(trio.current_time() - started)
-        return reply
-
-    return send
+def _recorder(node: DhtNode, trace: Trace, started: float) -> tuple[Recorder, PathBound]:
+    bound = PathBound()
+    cost = lambda peer, reply: _request_cost(node, peer, reply)  # noqa: E731
+    return Recorder(trace, started, bound=bound, cost=cost, routing=node.routing), bound
 
 
-async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal: str = "closest",
-                     seeds: list[PeerRef] | None = None, alpha: int = 10, beta: int = 3,
+async def run_lookup(node: DhtNode, key: bytes, trace: Trace, *, goal: Goal = "closest",
+                     seeds: list[PeerRef] | None = None,
                      background: trio.Nursery | None = None) -> LookupResult:
-    """Drive one iterative lookup for ``key`` with request type ``kind``; with
-    ``background``, the requests still in flight when it is done are cancelled there, after
-    the return (their streams take milliseconds to close)."""
+    """Drive one iterative lookup for ``key`` (FIND_NODE for goal "closest", GET_PROVIDERS
+    for "providers"); with ``background``, the requests still in flight when it is done are
+    cancelled there, after the return (their streams take milliseconds to close)."""
     target = key_of(key)
     start_seeds = seeds if seeds is not None else node.routing.closest(target, node.k)
     now = trio.current_time()
-    lookup = Lookup(target, start_seeds, now=now, goal=goal, alpha=alpha, beta=beta,
-                    k=node.k, rpc_timeout=node.rpc_timeout, self_peer=node.me)
-
-    bound = PathBound()
-
-    def apply(peer: PeerRef, reply, error: str) -> None:
-        at = trio.current_time()
-        if reply is None:
-            lookup.on_failure(peer, at, error)
-            return
-        bound.answered(peer, at)
-        lookup.on_response(peer, _closer(node, reply), at, providers=_providers(node, reply))
-        node.routing.add(peer)  # a peer that answered is a live DHT server
-
-    await _drive(lookup, _counting_rpc(node, trace, kind, key, now, bound), apply, nursery=background)
+    lookup = Lookup(target, start_seeds, now=now, goal=goal, k=node.k, rpc_timeout=node.rpc_timeout,
+                    self_peer=node.me)
+    recorder, bound = _recorder(node, trace, now)
+    await _drive(lookup, _transport(node, key), recorder, nursery=background)
     result = lookup.result
     trace.absorb(result)
     if result.providers and node.latency is not None:
@@ -158,51 +163,21 @@ async def run_lookup(node: DhtNode, key: bytes, kind: int, trace: Trace, *, goal
                                               for p in path), 4)
         trace.extra["path_bound_s"] = bound.retrieval(path)
         trace.extra["path_wait_s"] = bound.wait(path, now)  # the walk's own waits for a free slot
-    if goal == "closest":
-        _feed_estimator(node, result)
     return result
 
 
-def _feed_estimator(node: DhtNode, result: LookupResult) -> None:
-    """Every completed closest-peers lookup is a data point for the network-size estimate."""
-    feed_estimator(node.estimator, node.routing, result, trio.current_time())
-
-
 async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Trace,
-                      background: trio.Nursery | None = None) -> ProvideResult:
+                      background: trio.Nursery | None = None,
+                      on_lookup: Callable[[LookupResult], None] | None = None) -> ProvideResult:
     """Drive a provide operation until it may answer the caller; stores still pending then
-    finish in ``background`` (or before returning, without it)."""
-    started = trio.current_time()
-    announce = wire.request(wire.ADD_PROVIDER, key, provider=node.self_wire())
-    bound = PathBound()
-
-    async def send(request: Request):
-        kind = _KIND_TO_WIRE[request.kind]
-        trace.rpcs[_rpc_name(kind)] += 1
-        if request.kind == "add_provider":
-            bound.stored(request.peer, _request_cost(node, request.peer, reply=False))
-            return await node.rpc(request.peer, announce, expect_reply=False)
-        bound.asked(request.peer, _request_cost(node, request.peer))
-        reply = await node.rpc(request.peer, wire.request(kind, key))
-        trace.mark_response(trio.current_time() - started)
-        return reply
-
-    def apply(request: Request, reply, error: str) -> None:
-        at = trio.current_time()
-        if request.kind == "add_provider":
-            op.on_store_done(request.peer, not error, at, error)
-        elif error:
-            op.on_failure(request.peer, at, error)
-        else:
-            bound.answered(request.peer, at)
-            op.on_response(request.peer, _closer(node, reply), at, providers=_providers(node, reply))
-            node.routing.add(request.peer)
-
+    finish in ``background`` (or before returning, without it). ``on_lookup`` sees the
+    provide's walk (if it had one), whether the provide stored the record or not."""
+    recorder, bound = _recorder(node, trace, trio.current_time())
     node.providers.add(key, node.me.peer_id, time.time())
-    await _drive(op, send, apply, until=lambda: op.returnable, nursery=background)
+    await _drive(op, _transport(node, key), recorder, nursery=background)
     result = op.result
-    if result.lookup is not None:
-        _feed_estimator(node, result.lookup)
+    if result.lookup is not None and on_lookup is not None:
+        on_lookup(result.lookup)
     trace.absorb_provide(result)
     if node.latency is not None:
         trace.extra["path_bound_s"] = bound.provide(op.path_to, result.walk_ended_at, result.holders)
@@ -214,17 +189,7 @@ async def run_provide(node: DhtNode, op: ProvideOperation, key: bytes, trace: Tr
 
 async def run_crawl(node: DhtNode, crawler: Crawler) -> CrawlResult:
     """Drive a crawl: FIND_NODE requests for keys of each bucket of every peer found."""
-    async def send(request: CrawlRequest):
-        return await node.rpc(request.peer, wire.request(wire.FIND_NODE, request.key_bytes))
-
-    def apply(request: CrawlRequest, reply, error: str) -> None:
-        at = trio.current_time()
-        if reply is None:
-            crawler.on_failure(request.peer, request.key_bytes, at, error)
-        else:
-            crawler.on_response(request.peer, request.key_bytes, _closer(node, reply), at)
-
-    await _drive(crawler, send, apply)
+    await _drive(crawler, _transport(node, b""), Recorder())
     return crawler.result
 
 
@@ -238,30 +203,36 @@ async def find_first_provider(node: DhtNode, key: bytes, seeds: list[PeerRef] | 
     if local:  # go-libp2p-kad-dht answers from its own provider store first
         trace.extra["local"] = True
         return PeerRef.from_id(local[0]), trace
-    result = await run_lookup(node, key, wire.GET_PROVIDERS, trace, goal="providers", seeds=seeds,
-                              background=background)
+    result = await run_lookup(node, key, trace, goal="providers", seeds=seeds, background=background)
     return (result.providers[0] if result.providers else None), trace
 
 
-async def bootstrap(node: DhtNode, peers: list[wire.WirePeer]) -> int:
-    """Join the DHT the honest way: dial the bootstrap peers and look up our own id.
+async def bootstrap(node: DhtNode, peers: list[wire.WirePeer],
+                    on_lookup: Callable[[LookupResult], None] | None = None) -> int:
+    """Join the DHT the honest way: dial the bootstrap peers and look up our own id
+    (``on_lookup`` sees the finished lookup). Routing table size afterwards.
 
-    Returns the routing table size afterwards. The node can serve from here on; the far
-    buckets fill later with ``refresh_buckets`` (in the background: on a network with
-    unreachable peers each refresh lookup waits out dial timeouts).
+    The node can serve from here on; the far buckets fill later with ``refresh_buckets``
+    (in the background: on a network with unreachable peers each refresh lookup waits out
+    dial timeouts).
     """
-    trace = Trace("bootstrap")
     seeds = [ref for ref in map(node.learn, peers) if ref is not None]
-    await run_lookup(node, node.me.peer_id, wire.FIND_NODE, trace, seeds=seeds)
+    result = await run_lookup(node, node.me.peer_id, Trace("bootstrap"), seeds=seeds)
+    if on_lookup is not None:
+        on_lookup(result)
     return len(node.routing)
 
 
-async def refresh_buckets(node: DhtNode, cpls: int = REFRESH_CPLS) -> int:
+async def refresh_buckets(node: DhtNode, cpls: int = REFRESH_CPLS,
+                          on_lookup: Callable[[LookupResult], None] | None = None) -> int:
     """Look up a random key per common-prefix length ``0..cpls-1`` (as go-libp2p-kad-dht's
-    routing-table refresh does), so that far buckets fill; routing table size afterwards."""
+    routing-table refresh does), so that far buckets fill; ``on_lookup`` sees each finished
+    lookup. Routing table size afterwards."""
     trace = Trace("refresh")
     for key in refresh_keys(node.me.key, cpls):
         if not node.routing:
             break
-        await run_lookup(node, key, wire.FIND_NODE, trace)
+        result = await run_lookup(node, key, trace)
+        if on_lookup is not None:
+            on_lookup(result)
     return len(node.routing)

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 from libp2p.peer.id import ID
 
+from parsec.kad.constants import RPC_TIMEOUT
 from parsec.net import ports
 from parsec.net.external import ExternalPeers, command_for
 from parsec.net.node import RpcError
@@ -37,7 +38,7 @@ class ExternalTrace:
 class ExternalStrategy:
     """One peer of ``implementation`` ("go" or "js") behind the DhtStrategy interface."""
 
-    def __init__(self, implementation: str, *, protocol_id: str, latency=None, rpc_timeout: float = 10.0) -> None:
+    def __init__(self, implementation: str, *, protocol_id: str, latency=None, rpc_timeout: float = RPC_TIMEOUT) -> None:
         self.name = implementation
         latency_file = None
         if latency is not None:

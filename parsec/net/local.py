@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from parsec.kad.constants import RPC_TIMEOUT
 from parsec.kad.trace import Trace
 from parsec.loops import TrioThread, freeze_long_lived, host_lag_ms
 from parsec.net import pylibp2p
@@ -38,7 +39,7 @@ class LocalFleets:
     Under latency emulation a host's region follows from its peer id; give ``region`` to
     put every fleet's host in the same one, else fleets are compared from different places."""
 
-    def __init__(self, fleets: Iterable[str], *, protocol_id: str = "/ipfs/kad/1.0.0", rpc_timeout: float = 10.0,
+    def __init__(self, fleets: Iterable[str], *, protocol_id: str = "/ipfs/kad/1.0.0", rpc_timeout: float = RPC_TIMEOUT,
                  latency=None, region: str | None = None, name: str = "local-fleets") -> None:
         self.fleets = list(fleets)
         self.protocol_id = protocol_id

@@ -24,6 +24,7 @@ from libp2p.abc import IHost
 from libp2p.peer.id import ID
 
 from parsec.kad import PeerRef, RoutingTable, key_of
+from parsec.kad.constants import K, RPC_TIMEOUT
 from parsec.latency import LatencyModel
 from parsec.net import pylibp2p, wire
 from parsec.net.wire import Message, WirePeer
@@ -126,8 +127,8 @@ class DhtNode:
         host: IHost,
         *,
         protocol_id: str = "/ipfs/kad/1.0.0",
-        k: int = 20,
-        rpc_timeout: float = 10.0,
+        k: int = K,
+        rpc_timeout: float = RPC_TIMEOUT,
         add_inbound_peers: bool = True,
         latency: LatencyModel | None = None,
         dial_timeout: float = 5.0,
@@ -142,7 +143,6 @@ class DhtNode:
         self.routing = RoutingTable(self.me, k=k)
         self.providers = ProviderStore()
         self.add_inbound_peers = add_inbound_peers
-        self.estimator = None  # a NetworkSizeEstimator when the node runs optimistic provide
         self.latency = latency
         self.dial_timeout = dial_timeout  # go-libp2p's: a dial to an unreachable peer costs this
         self.answer_delay = answer_delay  # testbed "slow peer": extra time before every answer

@@ -39,6 +39,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 
+from parsec.kad.constants import RPC_TIMEOUT
 from parsec.net import pylibp2p
 from parsec.net.node import RpcError
 from parsec.net.wire import WirePeer
@@ -63,7 +64,7 @@ class StockDht:
     overlapping operations, and of KadDHT's background refresh, count in every open trace.
     """
 
-    def __init__(self, host: IHost, *, protocol_id: str = SUPPORTED_PROTOCOL, rpc_timeout: float = 10.0) -> None:
+    def __init__(self, host: IHost, *, protocol_id: str = SUPPORTED_PROTOCOL, rpc_timeout: float = RPC_TIMEOUT) -> None:
         if protocol_id != SUPPORTED_PROTOCOL:
             raise ValueError(
                 f"py-libp2p's KadDHT speaks only {SUPPORTED_PROTOCOL} (hard-coded in "
@@ -217,7 +218,7 @@ class StockStrategy:
     name = "pylibp2p"
 
     def __init__(self, host: IHost, background: trio.Nursery, *, protocol_id: str = SUPPORTED_PROTOCOL,
-                 rpc_timeout: float = 10.0) -> None:
+                 rpc_timeout: float = RPC_TIMEOUT) -> None:
         self.dht = StockDht(host, protocol_id=protocol_id, rpc_timeout=rpc_timeout)
         self.background = background  # KadDHT's service runs here once the host is up
         self.joined = False

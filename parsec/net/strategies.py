@@ -26,9 +26,10 @@ from typing import Protocol
 import trio
 from libp2p.abc import IHost
 
-from parsec.kad import PeerRef, key_of
-from parsec.kad.fleets import EngineFleet, FullTableFleet, OptimisticFleet
-from parsec.kad.fullrt import NotReady
+from parsec.kad import LookupResult, key_of
+from parsec.kad.constants import NOT_READY
+from parsec.kad.fleets import STRATEGIES, EngineFleet, FleetOptions, Upkeep, engine_fleet
+from parsec.kad.fullrt import FULLRT_CRAWL_INTERVAL, NotReady
 from parsec.net import driver
 from parsec.net.driver import Trace
 from parsec.net.node import DhtNode, RpcError
@@ -58,22 +59,20 @@ class DhtStrategy(Protocol):
 
 
 class EngineStrategy:
-    """Our Kademlia engine on a ``DhtNode``: the ``default`` fleet; subclasses vary it."""
+    """Our engine on a ``DhtNode``, for any engine strategy: ``fleet`` (its policy,
+    ``parsec.kad.fleets``) decides; this adapter sends, waits and times."""
 
-    name = EngineFleet.name
-    provide_strategy = EngineFleet.provide_strategy
-
-    def __init__(self, node: DhtNode, background: trio.Nursery) -> None:
+    def __init__(self, node: DhtNode, background: trio.Nursery, fleet: EngineFleet | None = None, *,
+                 crawl_concurrency: int = CRAWL_CONCURRENCY) -> None:
         self.node = node
         self.background = background  # where stores answered-before-done keep running
+        self.fleet = fleet if fleet is not None else EngineFleet(node.routing, FleetOptions(node.rpc_timeout))
+        self.name = self.fleet.name
+        self.crawl_concurrency = crawl_concurrency
         self.joined = False
-        self.fleet = self._policy()
-
-    def _policy(self) -> EngineFleet:
-        return EngineFleet(self.node.routing, rpc_timeout=self.node.rpc_timeout)
 
     def dependencies(self) -> dict:
-        return self.fleet.dependencies(self.node.protocol_id)
+        return self.fleet.describe(self.node.protocol_id)
 
     def routing_table_size(self) -> int:
         return self.fleet.routing_table_size()
@@ -81,31 +80,52 @@ class EngineStrategy:
     def ready(self) -> bool:
         return self.fleet.ready(self.joined)
 
+    def _track(self, result: LookupResult) -> None:
+        self.fleet.track_lookup(result, trio.current_time())
+
     async def join(self, peers: list[WirePeer]) -> int:
-        size = await driver.bootstrap(self.node, peers)
+        size = await driver.bootstrap(self.node, peers, on_lookup=self._track)
         self.joined = size > 0
+        if self.fleet.join_upkeep is not None:
+            await self.upkeep(self.fleet.join_upkeep)
         return size
 
     async def maintain(self) -> None:
-        """Refresh the buckets now (far buckets fill) and every ``REFRESH_PERIOD`` after."""
+        """Run the fleet's maintenance schedule, forever."""
+        schedule = self.fleet.maintenance()
+        step = next(schedule)
         while True:
-            await driver.refresh_buckets(self.node)
-            await trio.sleep(driver.REFRESH_PERIOD)
+            if isinstance(step, str):
+                await self.upkeep(step)
+            else:
+                await trio.sleep(step)
+            step = schedule.send(trio.current_time())
 
-    def _seeds(self, key: bytes) -> list[PeerRef]:
-        return self.fleet.seeds(key_of(key))
-
-    def _operation(self, key: bytes, now: float):
-        return self.fleet.provide_operation(key_of(key), now)
+    async def upkeep(self, upkeep: Upkeep) -> None:
+        """Run one upkeep of the schedule now: a refresh of the buckets, or a crawl."""
+        if upkeep == "refresh":
+            await driver.refresh_buckets(self.node, on_lookup=self._track)
+            return
+        crawler = self.fleet.start_crawl(trio.current_time(), max_in_flight=self.crawl_concurrency)
+        result = await driver.run_crawl(self.node, crawler)
+        self.fleet.finish_crawl(result)
+        log.info("crawl: %d reachable, %d unreachable in %.1fs", len(result.reachable), len(result.unreachable),
+                 result.duration or 0)
 
     async def provide(self, key: bytes) -> Trace:
+        now = trio.current_time()
+        try:
+            op = self.fleet.provide_operation(key_of(key), now)
+        except NotReady:
+            raise RpcError(NOT_READY) from None
+        extra = self.fleet.provide_extra(now)  # the estimate the thresholds come from
         trace = Trace("provide")
-        op = self._operation(key, trio.current_time())
-        await driver.run_provide(self.node, op, key, trace, background=self.background)
+        await driver.run_provide(self.node, op, key, trace, background=self.background, on_lookup=self._track)
+        trace.extra.update(extra)
         return trace
 
     async def find_first_provider(self, key: bytes) -> tuple[bytes | None, Trace]:
-        found, trace = await driver.find_first_provider(self.node, key, seeds=self._seeds(key),
+        found, trace = await driver.find_first_provider(self.node, key, seeds=self.fleet.seeds(key_of(key)),
                                                         background=self.background)
         return (found.peer_id if found else None), trace
 
@@ -114,94 +134,29 @@ class EngineStrategy:
             await self.node.forget(peer_id)
 
 
-class OptimisticStrategy(EngineStrategy):
-    """``optprov``: optimistic provide with a network-size estimator (pool of 60 shared)."""
-
-    name = OptimisticFleet.name
-    provide_strategy = OptimisticFleet.provide_strategy
-
-    def __init__(self, node: DhtNode, background: trio.Nursery) -> None:
-        super().__init__(node, background)
-        node.estimator = self.fleet.estimator
-        self.pool = self.fleet.pool
-
-    def _policy(self) -> OptimisticFleet:
-        return OptimisticFleet(self.node.routing, rpc_timeout=self.node.rpc_timeout)
-
-    async def provide(self, key: bytes) -> Trace:
-        extra = self.fleet.provide_extra(trio.current_time())  # the estimate the thresholds come from
-        trace = await super().provide(key)
-        trace.extra.update(extra)
-        return trace
-
-
-class FullTableStrategy(EngineStrategy):
-    """``fullrt``: a crawled table of the whole network, re-crawled every ``refresh``."""
-
-    name = FullTableFleet.name
-    provide_strategy = FullTableFleet.provide_strategy
-
-    def __init__(self, node: DhtNode, background: trio.Nursery, refresh: float = 3600.0,
-                 crawl_concurrency: int = CRAWL_CONCURRENCY) -> None:
-        self.refresh = refresh
-        super().__init__(node, background)
-        self.table = self.fleet.table
-        self.crawl_concurrency = crawl_concurrency
-
-    def _policy(self) -> FullTableFleet:
-        return FullTableFleet(self.node.routing, rpc_timeout=self.node.rpc_timeout, refresh=self.refresh)
-
-    async def join(self, peers: list[WirePeer]) -> int:
-        size = await super().join(peers)
-        await self.crawl()
-        return size
-
-    async def crawl(self) -> None:
-        crawler = self.fleet.start_crawl(trio.current_time(), max_in_flight=self.crawl_concurrency)
-        result = await driver.run_crawl(self.node, crawler)
-        self.fleet.finish_crawl(result)
-        log.info("crawl: %d reachable, %d unreachable in %.1fs", len(result.reachable), len(result.unreachable),
-                 result.duration or 0)
-
-    async def maintain(self) -> None:
-        while True:
-            await trio.sleep(max(1.0, self.table.refresh_interval / 60))
-            if self.table.needs_refresh(trio.current_time()):
-                await self.crawl()
-
-    def _operation(self, key: bytes, now: float):
-        try:
-            return super()._operation(key, now)
-        except NotReady:
-            raise RpcError("full routing table not ready: first crawl not finished") from None
-
-
-ENGINE_FLEETS = {"default": EngineStrategy, "optprov": OptimisticStrategy, "fullrt": FullTableStrategy}
-
-
 def make_strategy(fleet: str, host: IHost, background: trio.Nursery, *, protocol_id: str,
-                  rpc_timeout: float, crawl_interval: float = 3600.0, latency=None,
+                  rpc_timeout: float, crawl_interval: float = FULLRT_CRAWL_INTERVAL, latency=None,
                   serve: bool = True) -> DhtStrategy:
-    """The strategy of ``fleet`` on ``host``; with ``serve`` it registers its DHT protocol
-    handler (a DHT server), without it the peer asks and never answers (a DHT client,
-    our engine's fleets only)."""
-    if not serve and fleet not in ENGINE_FLEETS:
+    """The strategy ``fleet`` (a name of ``parsec.kad.fleets.STRATEGIES``) on ``host``; with
+    ``serve`` it registers its DHT protocol handler (a DHT server), without it the peer asks
+    and never answers (a DHT client, our engine's strategies only)."""
+    spec = STRATEGIES.get(fleet)
+    if spec is None:
+        raise ValueError(f"unknown fleet {fleet!r}")
+    if not serve and not spec.engine:
         raise ValueError(f"fleet {fleet!r} has no DHT client mode")
-    if fleet == "pylibp2p":
+    if spec.dht == "py-libp2p":
         from parsec.net.stock import StockStrategy
 
         if latency is not None:
             log.warning("pylibp2p fleet: py-libp2p's KadDHT runs unchanged, so its own messages are not delayed")
         return StockStrategy(host, background, protocol_id=protocol_id, rpc_timeout=rpc_timeout)
-    if fleet in ("go", "js"):
+    if not spec.engine:
         from parsec.net.external_strategy import ExternalStrategy
 
         return ExternalStrategy(fleet, protocol_id=protocol_id, latency=latency, rpc_timeout=rpc_timeout)
-    if fleet not in ENGINE_FLEETS:
-        raise ValueError(f"unknown fleet {fleet!r}")
     node = DhtNode(host, protocol_id=protocol_id, rpc_timeout=rpc_timeout, latency=latency)
     if serve:
         node.start()
-    if fleet == "fullrt":
-        return FullTableStrategy(node, background, refresh=crawl_interval)
-    return ENGINE_FLEETS[fleet](node, background)
+    options = FleetOptions(rpc_timeout=rpc_timeout, crawl_interval=crawl_interval)
+    return EngineStrategy(node, background, engine_fleet(fleet, node.routing, options))

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parsec.cids import CidError, cid_v0_for, parse_cid
 from parsec.config import ServerSettings
+from parsec.kad.constants import deadline_exceeded
 from parsec.server.backend import DhtBackend, OperationResult
 from parsec.server.guard import ApiError, BearerToken, OperationSlots
 from parsec.server.metrics import PROVIDE_DURATION, RETRIEVAL_TTFPR, ServerMetrics
@@ -178,7 +179,7 @@ async def _measure(operation: Operation, key: bytes, *, backend: DhtBackend, tim
             log.warning("%s of %s raised", step, key.hex(), exc_info=True)
             error = _describe(exc)
     if scope.cancel_called:  # deadline hit, whether the backend noticed or not
-        error = f"context deadline exceeded ({step} timeout {timeout:g}s)"
+        error = deadline_exceeded(step, timeout)
     elif result is not None:
         return result
     return OperationResult(

@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["NOT_FOUND", "DhtBackend", "OperationResult"]
+from parsec.kad.constants import NOT_FOUND  # the exact Error text of a lookup without provider (the contract's)
 
-NOT_FOUND = "not found"
-"""The exact ``Error`` text of a lookup that ended without a provider (the contract's value)."""
+__all__ = ["NOT_FOUND", "DhtBackend", "OperationResult"]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ import itertools
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
+from parsec.kad.machine import Machine, Outcome, Request
+from parsec.kad.trace import Recorder
+
 Process = Generator[Any, Any, Any]
 """A simulated flow: yields seconds to sleep or a ``Future`` to wait for; its return value
 resolves the future ``EventLoop.spawn`` gave for it."""
@@ -136,33 +139,36 @@ class EventLoop:
 
 
 class MachineRun:
-    """Drives one sans-IO machine (``Lookup``, ``ProvideOperation``, ``Crawler``) on the
-    loop, as ``parsec.net.driver._drive`` does over trio: poll, hand each request to
-    ``send`` (which schedules its outcome through ``deliver``), apply outcomes, poll again,
-    and wake at ``next_deadline`` when nothing arrives. ``answered`` resolves once
-    ``until()`` holds (default: done) — the machine keeps running until done, as stores
-    answered-before-done do in the background; ``finished`` once it is done. ``cancel``
-    abandons it (outcomes arriving later are dropped, as a cancelled trio task's)."""
+    """Drives one sans-IO ``Machine`` (``parsec.kad.machine``) on the loop, as
+    ``parsec.net.driver._drive`` does over trio: poll, hand each request to ``transport``
+    (which schedules its outcome through ``deliver``), apply outcomes, poll again, and wake
+    at ``next_deadline`` when nothing arrives; ``recorder`` (``parsec.kad.trace.Recorder``)
+    notes each request sent and each outcome. ``answered`` resolves once the machine is
+    ``returnable`` — it keeps running until done, as stores answered-before-done do in the
+    background; ``finished`` once it is done. ``cancel`` abandons it (outcomes arriving
+    later are dropped, as a cancelled trio task's)."""
 
-    __slots__ = ("loop", "machine", "send", "until", "answered", "finished", "cancelled", "_wake")
+    __slots__ = ("loop", "machine", "transport", "recorder", "answered", "finished", "cancelled", "_wake")
 
-    def __init__(self, loop: EventLoop, machine: Any, send: Callable[[Any, MachineRun], None],
-                 until: Callable[[], bool] | None = None) -> None:
+    def __init__(self, loop: EventLoop, machine: Machine, transport: Callable[[Request, MachineRun], None],
+                 recorder: Recorder | None = None) -> None:
         self.loop = loop
         self.machine = machine
-        self.send = send
-        self.until = until
+        self.transport = transport
+        self.recorder = recorder if recorder is not None else Recorder()
         self.answered = loop.future()
         self.finished = loop.future()
         self.cancelled = False
         self._wake: float | None = None
         self.step()
 
-    def deliver(self, apply: Callable[..., None], *args: Any) -> None:
-        """Apply one outcome (``apply(*args)``), then poll again."""
+    def deliver(self, request: Request, outcome: Outcome) -> None:
+        """Apply what came of ``request``, then poll again."""
         if self.cancelled or self.machine.done:
             return
-        apply(*args)
+        now = self.loop.now
+        self.machine.on_outcome(request, outcome, now)
+        self.recorder.settled(request, outcome, now)
         self.step()
 
     def cancel(self) -> None:
@@ -176,8 +182,9 @@ class MachineRun:
         machine = self.machine
         now = self.loop.now
         for request in machine.poll(now):
-            self.send(request, self)
-        if not self.answered.done and (machine.done or (self.until is not None and self.until())):
+            self.recorder.sent(request, now)
+            self.transport(request, self)
+        if not self.answered.done and machine.returnable:
             self.answered.set()
         if machine.done:
             self.finished.set()

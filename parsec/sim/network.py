@@ -37,17 +37,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from parsec.kad import Key, PeerRef, RoutingTable
+from parsec.kad import DELIVERED, Failure, Key, Outcome, PeerRef, Reply, RoutingTable
 from parsec.latency import LatencyModel
 from parsec.sim.engine import EventLoop
 from parsec.sim.population import Population
 
-Outcome = tuple[list[PeerRef], list[PeerRef], str]
-"""(closer peers, providers, error text — "" on success)"""
-_REFUSED: Outcome = ([], [], "dial failed: connection refused")
-_BACKOFF: Outcome = ([], [], "dial backoff")
-_STORED: Outcome = ([], [], "")
-_SILENCE: Outcome = ([], [], "no answer")
+_REFUSED = Failure("dial failed: connection refused")
+_BACKOFF = Failure("dial backoff")
+_SILENCE = Failure("no answer")  # never delivered: the machine's own timeout settles it
 BACKOFF_COEF = 1.0  # go-libp2p swarm BackoffCoef
 BACKOFF_MAX = 300.0  # go-libp2p swarm BackoffMax
 
@@ -101,7 +98,7 @@ class SimNetwork:
         # holder index → key → provider → when the record reached the holder
         self.records: dict[int, dict[Key, dict[PeerRef, float]]] = {}
         self.rpcs = 0
-        self._dial_timeout_error = ([], [], f"dial timeout after {transport.dial_timeout:g}s")
+        self._dial_timeout_error = Failure(f"dial timeout after {transport.dial_timeout:g}s")
 
     # ------------------------------------------------------------- latency
 
@@ -162,13 +159,13 @@ class SimNetwork:
             arrives = now + dial + there
             self.records.setdefault(index, {}).setdefault(target, {}).setdefault(provider or client.me, arrives)
             client.connections[index] = now + dial + transport.connection_idle
-            return dial, _STORED
+            return dial, DELIVERED
         arrives = now + dial + there
         if self.silent[index]:
             client.connections[index] = now + dial + transport.connection_idle
             if transport.read_timeout is None:
                 return 0.0, _SILENCE
-            return dial + transport.read_timeout, ([], [], f"no answer within {transport.read_timeout:g}s")
+            return dial + transport.read_timeout, Failure(f"no answer within {transport.read_timeout:g}s")
         closer = population.closest(index, target, transport.k, exclude=client.me.key)
         providers: list[PeerRef] = []
         if kind == "get_providers":
@@ -177,7 +174,7 @@ class SimNetwork:
                 providers = [p for p, at in held.items() if at <= arrives]
         done = arrives + back
         client.connections[index] = done + transport.connection_idle
-        return done - now, (closer, providers, "")
+        return done - now, Reply(closer, providers)
 
     def _dial_failed(self, client: Endpoint, peer: PeerRef, index: int, at: float) -> None:
         """The dial to ``peer`` fails at ``at``: out of the routing table, into backoff."""

@@ -1,9 +1,12 @@
 """A measured server in the simulator: a fleet's policy on a routing table it built by joining.
 
-The counterpart of ``parsec.net.strategies`` + ``parsec.server.strategy_backend``: the same
-``parsec.kad.fleets`` policy decides which provide machine and which seeds, the server joins
-the honest way (lookup of its own key from bootstrap peers, then a refresh lookup per
-bucket, every 10 minutes again; ``fullrt`` crawls the network), and a provide or retrieval
+The counterpart of ``parsec.net.strategies`` + ``parsec.server.strategy_backend``, for any
+engine strategy: its ``parsec.kad.fleets`` policy decides the provide machine, the seeds,
+readiness, the join's upkeep and the maintenance schedule; this adapter carries them out on
+the virtual clock. The server joins the honest way (lookup of its own key from bootstrap
+peers, then the policy's ``join_upkeep``) and, unlike a real server, also runs its
+maintenance schedule up to its first wait before it is measured (``default`` and ``optprov``:
+the first refresh, so a simulated round starts with filled buckets). A provide or retrieval
 yields a ``Measurement`` with the duration, error text and trace a real server's HTTP answer
 carries — deadlines included (``provide_timeout``, ``retrieve_timeout``).
 
@@ -17,20 +20,21 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from parsec.kad import PeerRef, RoutingTable, key_of
+from parsec.kad import LookupResult, PeerRef, RoutingTable, key_of
+from parsec.kad.constants import NOT_FOUND, NOT_READY, RPC_TIMEOUT, deadline_exceeded
 from parsec.kad.crawl import CrawlResult
-from parsec.kad.fleets import REFRESH_PERIOD, EngineFleet, FullTableFleet, engine_fleet, refresh_keys
+from parsec.kad.fleets import EngineFleet, FleetOptions, OptprovRules, Schedule, Upkeep, engine_fleet
 from parsec.kad.fullrt import NotReady
 from parsec.kad.path_bound import PathBound
 from parsec.kad.trace import Trace, provide_error
-from parsec.sim.driver import path_rtt, start_crawl, start_lookup, start_provide
+from parsec.sim import driver
+from parsec.sim.driver import path_rtt, start_lookup
 from parsec.sim.engine import Future, Process
 from parsec.sim.network import Endpoint, SimNetwork
 
-NOT_FOUND = "not found"
-"""The contract's error text of a retrieval that ended without a provider."""
+__all__ = ["NOT_FOUND", "Deadlines", "Measurement", "SharedCrawl", "SimServer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,7 @@ class Measurement:
 class Deadlines:
     """Per-RPC and per-operation time limits (the server's settings)."""
 
-    rpc: float = 10.0
+    rpc: float = RPC_TIMEOUT
     provide: float = 180.0
     retrieve: float = 60.0
 
@@ -71,15 +75,14 @@ class SharedCrawl:
 
     def crawl(self, server: SimServer) -> Process:
         policy = server.policy
-        assert isinstance(policy, FullTableFleet)
         if self._running is not None and not self._running.done:
             return (yield self._running)
         now = self.network.loop.now
-        if self.result is not None and now - self.result.started_at < policy.table.refresh_interval:
+        if self.result is not None and now - self.result.started_at < policy.options.crawl_interval:
             return self.result
         self._running = running = self.network.loop.future()
         crawler = policy.start_crawl(now, max_in_flight=self.concurrency, rng=self.rng)
-        yield start_crawl(self.network, server.client, crawler).finished
+        yield driver.run(self.network, server.client, crawler, None).finished
         self.result = crawler.result
         running.set(self.result)
         return self.result
@@ -90,17 +93,20 @@ class SimServer:
 
     def __init__(self, network: SimNetwork, *, node_id: int, fleet: str, region: str, region_index: int,
                  me: PeerRef, deadlines: Deadlines, crawl: SharedCrawl | None = None,
-                 optprov_rules: Literal["parsec", "go"] = "parsec") -> None:
+                 optprov_rules: OptprovRules = "parsec") -> None:
         self.id = node_id
         self.fleet = fleet
         self.region = region
         self.network = network
         self.deadlines = deadlines
         routing = RoutingTable(me, k=network.transport.k)
-        self.policy: EngineFleet = engine_fleet(fleet, routing, rpc_timeout=deadlines.rpc, optprov_rules=optprov_rules)
+        self.policy: EngineFleet = engine_fleet(fleet, routing, FleetOptions(rpc_timeout=deadlines.rpc,
+                                                                              optprov_rules=optprov_rules))
         self.client = Endpoint(me, region_index, routing=routing)
         self.shared_crawl = crawl
         self.joined = False
+        self._schedule: Schedule | None = None
+        self._step: float | Upkeep | None = None  # the schedule's next step, after join
         self.local_records: set[bytes] = set()
 
     @property
@@ -113,44 +119,59 @@ class SimServer:
     # ------------------------------------------------------------- joining and upkeep
 
     def join(self, bootstrap: list[PeerRef]) -> Process:
-        """Look up our own key from the bootstrap peers; ``fullrt`` then crawls. Then the
-        first refresh (``default``/``optprov``), before the node is measured."""
+        """Look up our own key from the bootstrap peers, then the policy's join upkeep
+        (``fullrt``: the crawl), then the maintenance schedule up to its first wait
+        (``default``/``optprov``: the first refresh), before the node is measured."""
         _, run = start_lookup(self.network, self.client, self.me.key, Trace("bootstrap"), seeds=bootstrap,
-                              rpc_timeout=self.deadlines.rpc, estimator=self.policy.estimator)
+                              rpc_timeout=self.deadlines.rpc)
         yield run.finished
+        self._track(run.machine.result)
         self.joined = len(self.policy.routing) > 0
-        if isinstance(self.policy, FullTableFleet):
-            yield from self.crawl()
-        else:
+        if self.policy.join_upkeep is not None:
+            yield from self.upkeep(self.policy.join_upkeep)
+        self._schedule = self.policy.maintenance()
+        self._step = next(self._schedule)
+        while isinstance(self._step, str):
+            yield from self.upkeep(self._step)
+            self._step = self._schedule.send(self.network.loop.now)
+
+    def maintain(self) -> Process:
+        """Forever: the rest of the policy's maintenance schedule (after ``join``)."""
+        assert self._schedule is not None and self._step is not None, "join first"
+        while True:
+            if isinstance(self._step, str):
+                yield from self.upkeep(self._step)
+            else:
+                yield self._step
+            self._step = self._schedule.send(self.network.loop.now)
+
+    def upkeep(self, upkeep: Upkeep) -> Process:
+        """One upkeep of the schedule now: a refresh of the buckets, or the (shared) crawl."""
+        if upkeep == "refresh":
             yield from self.refresh()
+        else:
+            yield from self.crawl()
+
+    def _track(self, result: LookupResult) -> None:
+        self.policy.track_lookup(result, self.network.loop.now)
 
     def refresh(self) -> Process:
         """A lookup per bucket (``parsec.net.driver.refresh_buckets``)."""
         trace = Trace("refresh")
-        for key in refresh_keys(self.me.key):
-            if not self.policy.routing:
+        routing = self.policy.routing
+        for key in self.policy.refresh_keys():
+            if not routing:
                 break
             target = key_of(key)
-            _, run = start_lookup(self.network, self.client, target, trace, seeds=self.policy.routing.closest(
-                target, self.policy.k), rpc_timeout=self.deadlines.rpc, estimator=self.policy.estimator)
+            _, run = start_lookup(self.network, self.client, target, trace, seeds=routing.closest(target, self.policy.k),
+                                  rpc_timeout=self.deadlines.rpc)
             yield run.finished
+            self._track(run.machine.result)
 
     def crawl(self) -> Process:
-        assert isinstance(self.policy, FullTableFleet) and self.shared_crawl is not None
-        result = yield from self.shared_crawl.crawl(self)
+        assert self.shared_crawl is not None, "a crawling strategy needs the shared crawl"
+        result: CrawlResult = yield from self.shared_crawl.crawl(self)
         self.policy.finish_crawl(result)
-
-    def maintain(self) -> Process:
-        """Forever: refresh every 10 minutes, or (``fullrt``) re-crawl when due."""
-        if isinstance(self.policy, FullTableFleet):
-            table = self.policy.table
-            while True:
-                yield max(1.0, table.refresh_interval / 60)
-                if table.needs_refresh(self.network.loop.now):
-                    yield from self.crawl()
-        while True:
-            yield REFRESH_PERIOD
-            yield from self.refresh()
 
     # ------------------------------------------------------------- measured operations
 
@@ -164,16 +185,16 @@ class SimServer:
         try:
             op = self.policy.provide_operation(target, started)
         except NotReady:
-            return Measurement(0.0, "full routing table not ready: first crawl not finished", self._rt_size(), None)
+            return Measurement(0.0, NOT_READY, self._rt_size(), None)
         self.local_records.add(key)
         extra = self.policy.provide_extra(started)  # the estimate the thresholds come from
-        run = start_provide(self.network, self.client, op, trace)
+        run = driver.run(self.network, self.client, op, target, driver.recorder(self.network, self.client, trace))
         which, _ = yield loop.first_of(run.answered, loop.timer(self.deadlines.provide))
         if which == 1:  # the HTTP deadline; the operation itself goes on in the background, as on a server
             return self._timed_out("provide", self.deadlines.provide)
         result = op.result
         if result.lookup is not None:
-            self.policy.track_lookup(result.lookup, loop.now)
+            self._track(result.lookup)
         trace.absorb_provide(result)
         error = provide_error(result)
         if error is None:
@@ -207,7 +228,7 @@ class SimServer:
         return Measurement(loop.now - started, error, self._rt_size(), trace.as_dict())
 
     def _timed_out(self, step: str, limit: float) -> Measurement:
-        return Measurement(limit, f"context deadline exceeded ({step} timeout {limit:g}s)", self._rt_size(), None)
+        return Measurement(limit, deadline_exceeded(step, limit), self._rt_size(), None)
 
     def _rt_size(self) -> int:
         return self.policy.routing_table_size()

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from parsec.kad.constants import NOT_FOUND
 from parsec.store.records import MeasurementRecord
 
 
@@ -44,8 +45,8 @@ def fleet_summary(frame: pd.DataFrame) -> dict[str, dict[str, dict]]:
             ok = rows[rows["error"].isna()]["duration"]
             out.setdefault(fleet, {})[label] = {
                 "n": len(rows), "p50": percentile(ok, 0.5), "p90": percentile(ok, 0.9),
-                "errors": int((rows["error"].notna() & (rows["error"] != "not found")).sum()),
-                "not_found": int((rows["error"] == "not found").sum()),
+                "errors": int((rows["error"].notna() & (rows["error"] != NOT_FOUND)).sum()),
+                "not_found": int((rows["error"] == NOT_FOUND).sum()),
             }
     return out
 

@@ -46,10 +46,12 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parsec.kad.fleets import ENGINE_STRATEGIES
+
 from parsec.config import DEFAULT_STATE_DIR, CsvList, Seconds, ServerSettings
 from parsec.stale import STALE_ENTRIES
 
-SIM_FLEETS = ("default", "optprov", "fullrt")
+SIM_FLEETS = ENGINE_STRATEGIES
 """The fleets the simulator runs: the engine's (other implementations run only for real)."""
 
 PUBLIC_POPULATION = "us-east-1=10,us-east-2=2,us-west-1=28,eu-central-1=48,ap-south-1=6,ap-southeast-2=3," \

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from parsec.kad import KEY_BITS, Key, LookupResult
+from parsec.kad import KEY_BITS, RPC_TIMEOUT, Key, LookupResult
 from parsec.kad.trace import Trace
 from parsec.sim.driver import start_lookup
 from parsec.sim.engine import Process
@@ -25,7 +25,7 @@ def peer_endpoint(network: SimNetwork, index: int) -> Endpoint:
 
 
 def lookup_from(network: SimNetwork, index: int, target: Key, *, goal: str = "closest",
-                rpc_timeout: float = 10.0) -> Process:
+                rpc_timeout: float = RPC_TIMEOUT) -> Process:
     """One lookup of ``target`` by population peer ``index``; returns its ``LookupResult``."""
     client = peer_endpoint(network, index)
     seeds = network.population.closest(index, target, network.transport.k)

@@ -23,7 +23,6 @@ from parsec.loops import TrioThread, freeze_long_lived
 from parsec.net import pylibp2p
 from parsec.net.driver import Trace, run_lookup
 from parsec.net.node import DhtNode
-from parsec.net.wire import FIND_NODE
 from parsec.net.wire import WirePeer
 from parsec.churn import ChurnSchedule
 from parsec.stale import lists
@@ -179,7 +178,7 @@ class PeerShard:
         self.nodes[i] = node
         self._fill_one(node)
         with contextlib.suppress(Exception):
-            await run_lookup(node, node.me.peer_id, FIND_NODE, Trace("rejoin"))
+            await run_lookup(node, node.me.peer_id, Trace("rejoin"))
 
     async def _run_churn(self) -> None:
         seed = None if self.spec.seed is None else f"churn/{self.spec.seed}/{self.spec.index}"

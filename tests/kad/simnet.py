@@ -12,21 +12,26 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from parsec.kad import (
+    DELIVERED,
     KEY_BITS,
-    CrawlRequest,
     CrawlResult,
     Crawler,
+    Failure,
     Key,
     Lookup,
     LookupResult,
+    Machine,
     NetworkSizeEstimator,
+    Outcome,
     PeerRef,
     ProvideOperation,
     ProvideResult,
+    Reply,
     Request,
     RoutingTable,
     bucket_fill_for,
@@ -116,38 +121,54 @@ class SimNet:
 
     def run(self, lookup: Lookup, *, now: float = 0.0, max_steps: int = 100_000) -> Trace:
         """Drive ``lookup`` to the end on the virtual clock; fail loudly if it stalls."""
-        arrivals: list[tuple[float, int, PeerRef]] = []
-        order = itertools.count()
         sent: list[PeerRef] = []
-        max_walk = max_any = 0
-        for _ in range(max_steps):
-            for ref in lookup.poll(now):
-                sent.append(ref)
-                peer = self.peers[ref]
-                if peer.behaviour != "dead":
-                    heapq.heappush(arrivals, (now + peer.rtt, next(order), ref))
-            in_flight = len(lookup.in_flight)
-            max_any = max(max_any, in_flight)
-            if lookup.phase == "walk":
-                max_walk = max(max_walk, in_flight)
-            if lookup.done:
-                return Trace(lookup.result, sent, max_walk, max_any)
-            next_arrival = arrivals[0][0] if arrivals else math.inf
-            deadline = lookup.next_deadline()
-            now = min(next_arrival, math.inf if deadline is None else deadline)
-            assert now < math.inf, "lookup stalled: nothing in flight, not done"
-            if next_arrival <= now:
-                _, _, ref = heapq.heappop(arrivals)
-                self._deliver(lookup, self.peers[ref], now)
-        raise AssertionError(f"lookup not done after {max_steps} steps")
+        widest = {"walk": 0, "any": 0}
 
-    def _deliver(self, lookup: Lookup, peer: SimPeer, now: float) -> None:
+        def watch(requests: list[Request]) -> None:
+            sent.extend(request.peer for request in requests)
+            in_flight = len(lookup.in_flight)
+            widest["any"] = max(widest["any"], in_flight)
+            if lookup.phase == "walk":
+                widest["walk"] = max(widest["walk"], in_flight)
+
+        drive(self, lookup, lookup.target, None, now=now, max_steps=max_steps, watch=watch)
+        return Trace(lookup.result, sent, widest["walk"], widest["any"])
+
+    def answer(self, request: Request, key: Key, provider: PeerRef | None) -> Outcome:
+        """What ``request`` for ``key`` brings back when it reaches its (not dead) peer:
+        FIND_NODE / GET_PROVIDERS the peer's k closest (and the records it holds); an
+        ADD_PROVIDER stores ``provider``'s record there; failing peers fail everything."""
+        peer = self.peers[request.peer]
         if peer.behaviour == "failing":
-            lookup.on_failure(peer.ref, now, "connection refused")
-            return
-        closer = peer.table.closest(lookup.target, self.k)
-        providers = peer.records.get(lookup.target, []) if lookup.goal == "providers" else []
-        lookup.on_response(peer.ref, closer, now, providers)
+            return Failure("connection refused")
+        if request.kind == "add_provider":
+            assert provider is not None
+            peer.records.setdefault(key, []).append(provider)
+            return DELIVERED
+        providers = peer.records.get(key, []) if request.kind == "get_providers" else []
+        return Reply(peer.table.closest(key, self.k), providers)
+
+
+def drive(net: SimNet, machine: Machine, key: Key, provider: PeerRef | None, *, now: float = 0.0,
+          max_steps: int = 100_000, watch: Callable[[list[Request]], None] | None = None) -> float:
+    """The one driver loop of the test network: run ``machine`` (its requests for ``key``
+    unless they carry key bytes) until done, each request answered after its peer's rtt
+    (dead peers never answer); ``watch`` sees every poll's requests. The clock at the end."""
+    clock = _Clock(now)
+    for _ in range(max_steps):
+        requests = machine.poll(clock.now)
+        for request in requests:
+            if net.peers[request.peer].behaviour != "dead":
+                clock.at(net.peers[request.peer].rtt, request)
+        if watch is not None:
+            watch(requests)
+        if machine.done:
+            return clock.now
+        request = clock.next_event(machine.next_deadline())
+        if request is not None:
+            target = key if request.key is None else key_of(request.key)
+            machine.on_outcome(request, net.answer(request, target, provider), clock.now)
+    raise AssertionError(f"{type(machine).__name__} not done after {max_steps} steps")
 
 
 # ---------------------------------------------------------------- provide strategies and crawls
@@ -164,16 +185,16 @@ class ProvideTrace:
 
 @dataclass
 class _Clock:
-    """A virtual clock with a queue of future deliveries, shared by the drivers below."""
+    """A virtual clock with a queue of future deliveries."""
 
     now: float
-    arrivals: list[tuple[float, int, object]] = field(default_factory=list)
+    arrivals: list[tuple[float, int, Request]] = field(default_factory=list)
     order: itertools.count = field(default_factory=itertools.count)
 
-    def at(self, delay: float, event: object) -> None:
-        heapq.heappush(self.arrivals, (self.now + delay, next(self.order), event))
+    def at(self, delay: float, request: Request) -> None:
+        heapq.heappush(self.arrivals, (self.now + delay, next(self.order), request))
 
-    def next_event(self, deadline: float | None) -> object | None:
+    def next_event(self, deadline: float | None) -> Request | None:
         """Move to the next arrival or to ``deadline``, whichever comes first; the arrival
         (or None when the deadline came first)."""
         next_arrival = self.arrivals[0][0] if self.arrivals else math.inf
@@ -196,39 +217,17 @@ def run_provide(
     """Drive a provide operation to ``done``: FIND_NODE answers as ``SimNet.run`` gives
     them; an ADD_PROVIDER to a live peer stores ``provider``'s record there and succeeds
     after the peer's rtt; failing peers fail it; dead peers never answer (timeout)."""
-    clock = _Clock(now)
     requests: list[Request] = []
-    pending_at_return = -1
-    for _ in range(max_steps):
-        for request in op.poll(clock.now):
-            requests.append(request)
-            peer = net.peers[request.peer]
-            if peer.behaviour != "dead":
-                clock.at(peer.rtt, request)
-        if op.returnable and pending_at_return < 0:
+    pending_at_return = [-1]
+
+    def watch(polled: list[Request]) -> None:
+        requests.extend(polled)
+        if op.returnable and pending_at_return[0] < 0:
             result = op.result
-            pending_at_return = len(result.store_targets) - result.stores_ok - result.stores_failed
-        if op.done:
-            return ProvideTrace(op.result, requests, pending_at_return)
-        request = clock.next_event(op.next_deadline())
-        if isinstance(request, Request):
-            _answer_provide(net, op, request, provider, clock.now)
-    raise AssertionError(f"provide not done after {max_steps} steps")
+            pending_at_return[0] = len(result.store_targets) - result.stores_ok - result.stores_failed
 
-
-def _answer_provide(
-    net: SimNet, op: ProvideOperation, request: Request, provider: PeerRef, now: float
-) -> None:
-    peer = net.peers[request.peer]
-    failing = peer.behaviour == "failing"
-    if request.kind == "add_provider":
-        if not failing:
-            peer.records.setdefault(op.key, []).append(provider)
-        op.on_store_done(peer.ref, not failing, now, "connection refused" if failing else "")
-    elif failing:
-        op.on_failure(peer.ref, now, "connection refused")
-    else:
-        op.on_response(peer.ref, peer.table.closest(op.key, net.k), now)
+    drive(net, op, op.key, provider, now=now, max_steps=max_steps, watch=watch)
+    return ProvideTrace(op.result, requests, pending_at_return[0])
 
 
 def run_crawl(
@@ -236,23 +235,8 @@ def run_crawl(
 ) -> CrawlResult:
     """Drive a crawl to the end: a FIND_NODE for key bytes B is answered with the peer's
     k closest to ``key_of(B)``; dead peers never answer, failing ones answer with an error."""
-    clock = _Clock(now)
-    for _ in range(max_steps):
-        for request in crawler.poll(clock.now):
-            peer = net.peers[request.peer]
-            if peer.behaviour != "dead":
-                clock.at(peer.rtt, request)
-        if crawler.done:
-            return crawler.result
-        request = clock.next_event(crawler.next_deadline())
-        if isinstance(request, CrawlRequest):
-            peer = net.peers[request.peer]
-            if peer.behaviour == "failing":
-                crawler.on_failure(peer.ref, request.key_bytes, clock.now, "connection refused")
-            else:
-                closer = peer.table.closest(key_of(request.key_bytes), net.k)
-                crawler.on_response(peer.ref, request.key_bytes, closer, clock.now)
-    raise AssertionError(f"crawl not done after {max_steps} steps")
+    drive(net, crawler, 0, None, now=now, max_steps=max_steps)
+    return crawler.result
 
 
 def trained_estimator(

@@ -7,8 +7,11 @@ import pytest
 from parsec.kad import (
     KEY_BITS,
     Crawler,
+    Failure,
     KeyPreimages,
     PeerRef,
+    Reply,
+    Request,
     common_prefix_len,
     key_of,
     random_key_bytes_with_cpl,
@@ -49,17 +52,16 @@ def test_own_id_then_the_missing_buckets_cover_a_whole_routing_table() -> None:
     peer = net.random_live_peer()
     crawler = Crawler([peer.ref], now=0.0, preimages=KeyPreimages(rng=random.Random(4)))
     [own] = crawler.poll(0.0)
-    assert own.key_bytes == peer.ref.peer_id and own.cpl is None
+    assert own == Request(peer.ref, "find_node", peer.ref.peer_id)  # its own id: its deepest buckets
     deepest = peer.table.closest(peer.ref.key, 20)
-    crawler.on_response(peer.ref, own.key_bytes, deepest, 0.1)
+    crawler.on_outcome(own, Reply(deepest), 0.1)
     bucket_requests = [r for r in crawler.poll(0.1) if r.peer == peer.ref]
     shallowest = min(common_prefix_len(peer.ref.key, p.key) for p in deepest)
-    assert [r.cpl for r in bucket_requests] == list(range(shallowest + 1))
+    assert [common_prefix_len(peer.ref.key, key_of(r.key)) for r in bucket_requests] == list(range(shallowest + 1))
     seen = set(deepest)
     for request in bucket_requests:
-        assert common_prefix_len(peer.ref.key, key_of(request.key_bytes)) == request.cpl
-        answer = peer.table.closest(key_of(request.key_bytes), 20)
-        crawler.on_response(peer.ref, request.key_bytes, answer, 0.2)
+        answer = peer.table.closest(key_of(request.key), 20)
+        crawler.on_outcome(request, Reply(answer), 0.2)
         seen.update(answer)
     assert seen == set(peer.table.peers())
     assert crawler.result.reachable == [peer.ref]
@@ -69,7 +71,7 @@ def test_a_short_own_id_answer_is_the_whole_table() -> None:
     a, b = PeerRef.from_id(b"a"), PeerRef.from_id(b"b")
     crawler = Crawler([a], now=0.0)
     [request] = crawler.poll(0.0)
-    crawler.on_response(a, request.key_bytes, [b], 0.1)
+    crawler.on_outcome(request, Reply([b]), 0.1)
     assert [r.peer for r in crawler.poll(0.1)] == [b]  # b's own id; no bucket requests for a
 
 
@@ -78,14 +80,14 @@ def test_timeouts_failures_and_late_answers() -> None:
     crawler = Crawler([a, b, c], now=0.0, rpc_timeout=2.0, max_in_flight=2)
     first = crawler.poll(0.0)
     assert [r.peer for r in first] == [a, b] and crawler.poll(0.5) == []  # the limit holds
-    crawler.on_failure(a, a.peer_id, 1.0, "dial backoff")
+    crawler.on_outcome(first[0], Failure("dial backoff"), 1.0)
     assert [r.peer for r in crawler.poll(1.0)] == [c]
     assert crawler.next_deadline() == 2.0
     crawler.poll(2.0)  # b times out
-    crawler.on_response(b, b.peer_id, [], 2.5)  # late: ignored
+    crawler.on_outcome(first[1], Reply(), 2.5)  # late: ignored
     with pytest.raises(ValueError, match="no crawl request"):
-        crawler.on_response(c, b"other key", [], 2.6)
-    crawler.on_response(c, c.peer_id, [], 2.7)
+        crawler.on_outcome(Request(c, "find_node", b"other key"), Reply(), 2.6)
+    crawler.on_outcome(Request(c, "find_node", c.peer_id), Reply(), 2.7)
     assert crawler.done
     result = crawler.result
     assert result.reachable == [c] and set(result.unreachable) == {a, b}
@@ -98,7 +100,7 @@ def test_never_asks_itself() -> None:
     crawler = Crawler([me, other], now=0.0, self_peer=me)
     [request] = crawler.poll(0.0)
     assert request.peer == other
-    crawler.on_response(other, other.peer_id, [me], 0.1)
+    crawler.on_outcome(request, Reply([me]), 0.1)
     assert crawler.done and crawler.result.discovered == 1
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from parsec.kad import ClassicProvide, DirectProvide, NotReady, OptimisticProvide, PeerRef, RoutingTable
 from parsec.kad.crawl import CrawlResult
-from parsec.kad.fleets import ENGINE_FLEETS, engine_fleet, refresh_keys
+from parsec.kad.fleets import ENGINE_STRATEGIES, FleetOptions, engine_fleet, refresh_keys
 from parsec.kad.keyspace import common_prefix_len, key_of
 from parsec.kad.trace import Trace, provide_error
 
@@ -25,17 +25,17 @@ def test_each_fleet_builds_its_own_provide_machine_from_the_routing_table() -> N
     fresh = optprov.provide_operation(5, 0.0)
     assert type(fresh) is OptimisticProvide and fresh.fell_back  # no estimate yet: classic rules
     assert default.seeds(5) == default.routing.closest(5, 20)
-    assert default.dependencies("/ipfs/kad/1.0.0") == {
+    assert default.describe("/ipfs/kad/1.0.0") == {
         "strategy": "default", "provide": "classic", "dht": "parsec-kad", "alpha": 10, "beta": 3, "k": 20,
         "protocol": "/ipfs/kad/1.0.0"}
     assert default.estimator is None and optprov.provide_extra(0.0) == {"network_size_estimate": None}
     with pytest.raises(ValueError, match="unknown engine fleet"):
         engine_fleet("pylibp2p", table())
-    assert set(ENGINE_FLEETS) == {"default", "optprov", "fullrt"}
+    assert set(ENGINE_STRATEGIES) == {"default", "optprov", "fullrt"}
 
 
 def test_fullrt_is_not_ready_before_a_crawl_then_stores_directly() -> None:
-    fullrt = engine_fleet("fullrt", table(), crawl_interval=60)
+    fullrt = engine_fleet("fullrt", table(), FleetOptions(crawl_interval=60))
     assert not fullrt.ready(joined=True) and fullrt.routing_table_size() == len(fullrt.routing) == 20
     with pytest.raises(NotReady):
         fullrt.provide_operation(5, 0.0)
@@ -44,7 +44,7 @@ def test_fullrt_is_not_ready_before_a_crawl_then_stores_directly() -> None:
     op = fullrt.provide_operation(5, 0.0)
     assert type(op) is DirectProvide
     assert fullrt.seeds(5) == fullrt.table.closest(5, 20)
-    assert fullrt.dependencies("/x")["crawl_interval_s"] == 60
+    assert fullrt.describe("/x")["crawl_interval_s"] == 60
 
 
 def test_refresh_keys_are_one_per_bucket_and_the_same_every_time() -> None:

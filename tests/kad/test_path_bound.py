@@ -17,7 +17,7 @@ def walk_to_provider() -> tuple[Lookup, PathBound]:
     for now, (peer, closer, providers) in enumerate([
         (P(8), [P(5), P(7)], []), (P(5), [P(2)], []), (P(2), [], [P(100)]),
     ]):
-        assert lookup.poll(float(now)) == [peer]
+        assert [request.peer for request in lookup.poll(float(now))] == [peer]
         bound.asked(peer, costs[peer])
         bound.answered(peer, now + 0.5)
         lookup.on_response(peer, closer, now + 0.5, providers=providers)

@@ -32,9 +32,9 @@ def network():
         for fleet, size in fleets.join_all(parse_bootstrap([peer_multiaddr(p) for p in peers[::15]])).items():
             assert size > 20 and fleets[fleet].ready(), fleet
         for _ in range(3):  # on a starved CPU a crawl request may time out (5 s): the tests want a full crawl
-            if not fleets["fullrt"].table.last_crawl.timeouts:
+            if not fleets["fullrt"].fleet.table.last_crawl.timeouts:
                 break
-            fleets.run(fleets["fullrt"].crawl)
+            fleets.run(fleets["fullrt"].upkeep, "crawl")
         yield fleets.loop, fleets.strategies, peers, shard
     finally:
         fleets.stop()
@@ -66,7 +66,7 @@ def _holding(loop, strategies, shard, key: bytes) -> set[str]:
 def _train_estimator(loop, optprov) -> None:
     """Provides (classic while the estimator lacks data) until the estimator has its
     5 points per rank, so that the provide under test is an optimistic one."""
-    points = lambda: loop.run_sync(lambda: optprov.node.estimator.points_per_rank(trio.current_time()))  # noqa: E731
+    points = lambda: loop.run_sync(lambda: optprov.fleet.estimator.points_per_rank(trio.current_time()))  # noqa: E731
     for _ in range(12):
         if points() >= 5:
             return
@@ -82,7 +82,7 @@ def test_bootstrap_fills_standard_buckets(network):
 
 def test_fullrt_crawl_found_the_whole_network(network):
     _, strategies, peers, _ = network
-    table = strategies["fullrt"].table
+    table = strategies["fullrt"].fleet.table
     assert table.ready
     crawl = table.last_crawl
     missing = {PeerRef.from_id(p.peer_id) for p in peers} - set(table.peers())  # every testbed peer is in it
@@ -145,7 +145,7 @@ def test_each_fleet_provides_to_the_true_closest_and_every_fleet_finds_it(networ
         # exhausted: asked every peer it heard of (on 64 peers a normal end, not a failure)
         assert detail["walk_end"] in ("converged", "exhausted") and detail["rpcs"]["FIND_NODE"] >= 20, facts
     elif fleet == "fullrt":  # the 20 closest of the crawled table, straight away; answers after 30 %
-        table = strategies["fullrt"].table.peers()
+        table = strategies["fullrt"].fleet.table.peers()
         assert targets == final_targets == {p.peer_id.hex() for p in closest_peers(table, key_of(key), 20)}, facts
         assert targets == known_closest and detail["rpcs"] == {"ADD_PROVIDER": 20}, facts  # the crawl found all
         assert len(holders) >= 6, facts
@@ -211,7 +211,7 @@ def test_optprov_falls_back_to_classic_until_the_estimator_has_data(network):
     loop, strategies, _, _ = network
     optprov = strategies["optprov"]
     # no data, as a fresh server: the strategy decides with it, the driver feeds it
-    estimator = optprov.fleet.estimator = optprov.node.estimator = NetworkSizeEstimator(k=20)
+    estimator = optprov.fleet.estimator = NetworkSizeEstimator(k=20)
     points = lambda: loop.run_sync(lambda: estimator.points_per_rank(trio.current_time()))  # noqa: E731
     traces = []
     for _ in range(12):

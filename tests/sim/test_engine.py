@@ -43,7 +43,7 @@ def test_a_machine_with_no_answers_is_woken_by_its_own_deadlines() -> None:
     peers = [PeerRef(b"p%d" % i, i << 200) for i in range(3)]
     lookup = Lookup(0, peers, now=0.0, rpc_timeout=10.0)
     sent = []
-    run = MachineRun(loop, lookup, lambda peer, _run: sent.append(peer))  # nobody ever answers
+    run = MachineRun(loop, lookup, lambda request, _run: sent.append(request.peer))  # nobody ever answers
     assert loop.run(run.finished)
     assert sent == sorted(peers, key=lambda p: p.key) and loop.now == 10.0
     assert lookup.result.timeouts == 3 and lookup.result.reason == "exhausted"

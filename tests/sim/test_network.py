@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from parsec.kad import PeerRef, RoutingTable
+from parsec.kad import Failure, PeerRef, Reply, RoutingTable
 from parsec.latency import LatencyModel
 from parsec.sim.engine import EventLoop
 from parsec.sim.network import Endpoint, SimNetwork, Transport
@@ -25,11 +25,18 @@ def client(net: SimNetwork, region: int = 0, routing: bool = False) -> Endpoint:
 
 
 def ask(net: SimNetwork, who: Endpoint, peer: PeerRef, kind: str = "find_node", target: int = 7):
-    """Send one request now; run the loop until it settles: (seconds it took, outcome)."""
+    """Send one request now; run the loop until it settles: (seconds it took, (closer,
+    providers, error text — "" for a reply)), or None for the outcome if none came."""
     started, seen = net.loop.now, []
     net.send(who, peer, kind, target, seen.append)
     net.loop.run()
-    return net.loop.now - started, seen[0] if seen else None
+    if not seen:
+        return net.loop.now - started, None
+    outcome = seen[0]
+    if isinstance(outcome, Failure):
+        return net.loop.now - started, ([], [], outcome.error)
+    assert isinstance(outcome, Reply)
+    return net.loop.now - started, (list(outcome.closer), list(outcome.providers), "")
 
 
 def peer_where(net: SimNetwork, *, reachable: bool, region: int | None = None) -> PeerRef:

@@ -2,22 +2,18 @@
 
 Why one interface: a fleet measures *how* a record gets stored, so the driver (libp2p or
 simulator) must run classic provide, optimistic provide and the full-routing-table direct
-store with the same loop and the same accounting. Every strategy is a ``ProvideOperation``::
+store with the same loop and the same accounting. Every strategy is a ``ProvideOperation``,
+a ``Machine`` (``parsec.kad.machine``: the driver loop and its rules)::
 
     op = OptimisticProvide(key, table.closest(key, 20), now=clock(), estimator_thresholds=...)
     while not op.done:                       # or stop waiting once op.returnable
         for request in op.poll(clock()):     # Request(peer, "find_node" | "add_provider")
             send it; its outcome arrives later
         wait for an outcome, or until op.next_deadline()
-        op.on_response(peer, closer, clock())       # FIND_NODE answered
-        op.on_failure(peer, clock(), "error")       # FIND_NODE failed
-        op.on_store_done(peer, ok, clock())         # ADD_PROVIDER finished
+        op.on_outcome(request, Reply(closer) or Failure(error), clock())
     op.result
 
-Call ``poll`` after every event: stores decided during an event are handed out by the next
-``poll``. ADD_PROVIDER has no answer in the protocol: ``ok`` means the driver delivered the
-message (go's ``PutProviderAddrs`` returning nil). A store not reported within
-``rpc_timeout`` counts as timed out; a late report is ignored.
+A store not reported within ``rpc_timeout`` counts as timed out; a late report is ignored.
 
 * ``ClassicProvide`` — go's ``IpfsDHT.Provide``: a "closest" lookup with followup, then
   ADD_PROVIDER to the k closest known peers at the walk's end (``LookupResult.closest_known``),
@@ -37,23 +33,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from .constants import ALPHA, BETA, K, RPC_TIMEOUT
 from .keyspace import Key, PeerRef
 from .lookup import Lookup
 from .lookup_types import Followup, LookupResult
+from .machine import Failure, Outcome, Request, RequestKind
 from .stores import StoreSet, StoreState
 
-RequestKind = Literal["find_node", "get_providers", "add_provider"]
+__all__ = ["ClassicProvide", "ProvideOperation", "ProvideResult", "Request", "RequestKind", "Strategy", "WalkEnd"]
+
 Strategy = Literal["classic", "optimistic", "direct"]
 WalkEnd = Literal["converged", "exhausted", "found", "stopped", "set_threshold", "enough_stores"]
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """An RPC the driver must send: FIND_NODE / GET_PROVIDERS / ADD_PROVIDER to ``peer``
-    for the operation's key."""
-
-    peer: PeerRef
-    kind: RequestKind
-
 
 @dataclass(frozen=True, slots=True)
 class ProvideResult:
@@ -134,13 +124,23 @@ class ProvideOperation:
             return []
         requests: list[Request] = []
         if self._lookup is not None and not self._lookup.done:
-            kind: RequestKind = "get_providers" if self._lookup.goal == "providers" else "find_node"
-            requests += [Request(peer, kind) for peer in self._lookup.poll(now)]
+            requests += self._lookup.poll(now)
             self._progress()  # the lookup's own timeouts may have moved it on
         requests += [Request(peer, "add_provider") for peer in self._stores.send_scheduled(now)]
         self._requests.update(request.kind for request in requests)
         self._update()
         return requests
+
+    def on_outcome(self, request: Request, outcome: Outcome, now: float) -> None:
+        """What came of ``request``: a store settled, or the walk's request answered or
+        failed."""
+        failed = isinstance(outcome, Failure)
+        if request.kind == "add_provider":
+            self.on_store_done(request.peer, not failed, now, outcome.error if failed else "")
+        elif failed:
+            self.on_failure(request.peer, now, outcome.error)
+        else:
+            self.on_response(request.peer, outcome.closer, now, outcome.providers)
 
     def on_response(
         self,
@@ -316,10 +316,10 @@ class ClassicProvide(ProvideOperation):
         seeds: Iterable[PeerRef],
         *,
         now: float,
-        alpha: int = 10,
-        beta: int = 3,
-        k: int = 20,
-        rpc_timeout: float = 10.0,
+        alpha: int = ALPHA,
+        beta: int = BETA,
+        k: int = K,
+        rpc_timeout: float = RPC_TIMEOUT,
         self_peer: PeerRef | None = None,
         stall_timeout: float | None = None,
         followup: Followup = "once",
