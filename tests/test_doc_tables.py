@@ -1,7 +1,9 @@
 """The measurement tables in the docs are what the results files say (``bench/tables.py``).
 
-Drift between a ``bench/results-*.json`` file and its table in docs/results.md or README.md
-fails here: regenerate with ``.venv/bin/python bench/tables.py``.
+Drift between a ``bench/results-*.json`` file and its table in docs/results.md (or a generated
+block of another docs page: docs/simulation.md's validation line, docs/operations.md's index of
+results files; README.md is read too and holds none) fails here: regenerate with
+``.venv/bin/python bench/tables.py``. The docs' relative links must name files that exist.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
-DOCS = [REPO / "docs" / "results.md", REPO / "README.md"]
+# docs/results.md first (the tests below edit it), as bench/tables.py orders them
+DOCS = [REPO / "docs" / "results.md",
+        *sorted(path for path in (REPO / "docs").glob("*.md") if path.name != "results.md"),
+        REPO / "README.md"]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +108,7 @@ def test_the_validation_tables_name_their_command_and_n(tables):
     for line, row in zip(rows, doc["figures"]):
         assert line.startswith(f"| {row['figure']} | {row['role'].replace('_', ' ')} |")
         assert f"| {row['n']:,} |" in line
-    assert "n ≥ " in tables.render_table("readme-validate")
+    assert "n ≥ " in tables.render_table("validate-summary")
 
 
 def test_the_validation_findings_are_computed_from_the_file(tables, tmp_path):
@@ -125,11 +130,11 @@ def test_the_validation_findings_are_computed_from_the_file(tables, tmp_path):
     held = summary["figures"]
     assert f"**{summary['within_30pct'] - 1} of {held} within ±30 %**" in text
     assert "TTFPR p90 us-west-1: 1.50×" in text and "Europe 31 %" in text
-    assert f"**{summary['within_30pct'] - 1} of {held} held-out" in tables.render_table("readme-validate", tmp_path)
+    assert f"**{summary['within_30pct'] - 1} of {held} held-out" in tables.render_table("validate-summary", tmp_path)
     assert "**5 of 6 folds within ±30 %**; outside: eu-central-1 (2.25×)." in tables.render_table("validate-loro",
                                                                                                   tmp_path)
     (tmp_path / "results-validate.json").unlink()
-    for name in (*VALIDATE_TABLES, "readme-validate"):
+    for name in (*VALIDATE_TABLES, "validate-summary"):
         assert tables.render_table(name, tmp_path).startswith("No results yet: `bench/results-validate.json`")
 
 
@@ -138,6 +143,67 @@ def test_every_table_is_registered_once_and_shown(tables):
     assert tables.run(DOCS, check=True, out=out) == 0, out.getvalue()
     shown = [m["name"] for doc in DOCS for m in tables.MARKER.finditer(doc.read_text())]
     assert sorted(shown) == sorted(tables.TABLES)
+
+
+def test_the_docs_list_what_tables_py_checks(tables):
+    assert [Path(doc) for doc in tables.DOCS] == DOCS
+
+
+def test_the_generated_blocks_outside_results_md_are_where_the_docs_say(tables):
+    """The validation line lives in docs/simulation.md, the headlines and the bench tables in
+    docs/results.md, the index of results files in docs/operations.md; the README holds none."""
+    where = {m["name"]: doc.name for doc in DOCS for m in tables.MARKER.finditer(doc.read_text())}
+    assert where["validate-summary"] == "simulation.md"
+    assert where["results-files"] == "operations.md"
+    assert where["headlines"] == where["chaos"] == "results.md"
+    assert "README.md" not in where.values()
+
+
+def test_the_index_of_results_files_names_every_file_and_its_recorded_command(tables, tmp_path):
+    text = tables.render_table("results-files")
+    for path in sorted(BENCH.glob("results-*.json")):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `bench/{path.name}` |"))
+        recorded = json.loads(path.read_text()).get("command")
+        if recorded:
+            assert recorded.strip() in row and "| recorded in the file |" in row, path.name
+        else:
+            assert "| not recorded in the file: the command that wrote it |" in row, path.name
+    # a changed recorded command changes the index, and the check fails on it
+    copy_results(tmp_path)
+    bounds = json.loads((tmp_path / "results-bounds.json").read_text())
+    bounds["command"] = bounds["command"].replace("--rounds 16", "--rounds 17")
+    (tmp_path / "results-bounds.json").write_text(json.dumps(bounds))
+    assert "--rounds 17" in tables.render_table("results-files", tmp_path)
+    done = check("--results", str(tmp_path))
+    assert done.returncode == 1 and "operations.md: tables differ" in done.stdout
+
+
+LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+
+
+def anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation but ``-`` and ``_`` dropped, spaces → ``-``."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", text, flags=re.S), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_every_relative_link_in_the_docs_exists():
+    broken = []
+    for doc in DOCS:
+        for match in LINK.finditer(doc.read_text()):
+            target = match["target"]
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
+                broken.append(f"{doc.name}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
 
 
 def test_an_unknown_marker_is_an_error(tables):
