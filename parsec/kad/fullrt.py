@@ -16,11 +16,11 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from .crawl import Crawler, CrawlResult, KeyPreimages
 from .keyspace import KEY_BITS, Key, PeerRef
-from .provide import ProvideOperation, Strategy
+from .provide import AnswerRule, ProvideOperation
 
 FULLRT_CRAWL_INTERVAL = 3600.0
 """go ``FullRT.crawlerInterval``: one hour between crawl starts."""
@@ -195,17 +195,9 @@ class FullRoutingTable:
 
 
 class DirectProvide(ProvideOperation):
-    """ADD_PROVIDER straight to ``targets``, no lookup (go ``FullRT.Provide``).
-
-    All stores go out on the first ``poll``. ``returnable`` follows go's ``execOnMany`` with
-    sloppy exit: once ``wait_fraction`` of the targets succeeded, a ``quiet_period`` ticker
-    starts and the caller is answered at the first tick that saw no new success; or as soon
-    as ``2 * successes + failures >= len(targets)`` (checked after every store; go checks it
-    on successes only); or when all settled. go then cancels the remaining stores; here they
-    keep running until they settle (call ``stop`` to cancel them).
-    """
-
-    strategy: ClassVar[Strategy] = "direct"
+    """ADD_PROVIDER straight to ``targets``, no lookup (go ``FullRT.Provide``): no walk, the
+    stores decided up front, answered by ``QuietPeriod``. All stores go out on the first
+    ``poll``."""
 
     def __init__(
         self,
@@ -217,24 +209,34 @@ class DirectProvide(ProvideOperation):
         wait_fraction: float = FULLRT_WAIT_FRACTION,
         quiet_period: float = FULLRT_QUIET_PERIOD,
     ) -> None:
+        self.quiet_period = quiet_period
+        super().__init__(key, now=now, rpc_timeout=rpc_timeout, strategy="direct",
+                         answer=QuietPeriod(wait_fraction, quiet_period), targets=targets)
+
+
+class QuietPeriod(AnswerRule):
+    """go's ``execOnMany`` with sloppy exit: once ``wait_fraction`` of the targets succeeded,
+    a ``quiet_period`` ticker starts and the caller is answered at the first tick that saw
+    no new success; or as soon as ``2 * successes + failures >= len(targets)`` (checked
+    after every store; go checks it on successes only); or when all settled. go then
+    cancels the remaining stores; here they keep running until they settle (call ``stop``
+    to cancel them)."""
+
+    def __init__(self, wait_fraction: float, quiet_period: float) -> None:
         if not 0.0 <= wait_fraction <= 1.0:
             raise ValueError(f"wait_fraction must be within [0, 1], got {wait_fraction}")
         if not quiet_period > 0:
             raise ValueError(f"quiet_period must be > 0, got {quiet_period}")
-        super().__init__(key, now=now, rpc_timeout=rpc_timeout)
-        self._stores.schedule(targets)
-        self._stores_final = True
-        self._wait_for = int(len(self._stores) * wait_fraction)
+        self.wait_fraction = wait_fraction
         self.quiet_period = quiet_period
         self._next_tick: float | None = None
         self._successes_at_last_tick = 0
         self._quiet_tick_at: float | None = None  # the tick that saw no new success
-        self._update()
 
-    def _on_advance(self, now: float) -> None:
+    def advance(self, op: ProvideOperation, now: float) -> None:
         """Run the ticks due by ``now``; no event happened between them."""
         while self._next_tick is not None and self._next_tick <= now:
-            successes = self._stores.successes
+            successes = op.stores.successes
             if successes > self._successes_at_last_tick:
                 self._successes_at_last_tick = successes
                 self._next_tick += self.quiet_period
@@ -242,21 +244,18 @@ class DirectProvide(ProvideOperation):
                 self._quiet_tick_at = self._next_tick
                 self._next_tick = None
 
-    def _extra_deadlines(self) -> list[float]:
-        return [] if self._next_tick is None or self.returnable else [self._next_tick]
+    def next_deadline(self, op: ProvideOperation) -> float | None:
+        return None if op.returnable else self._next_tick
 
-    def _may_return(self) -> bool:
-        stores = self._stores
+    def answer_at(self, op: ProvideOperation) -> float | None:
+        stores = op.stores
         successes, completions = stores.successes, stores.completions
         ticking = self._next_tick is not None or self._quiet_tick_at is not None
-        if not ticking and successes >= max(1, self._wait_for):  # go starts it on a success
-            self._next_tick = self._now + self.quiet_period
+        if not ticking and successes >= max(1, int(len(stores) * self.wait_fraction)):  # go starts it on a success
+            self._next_tick = op.now + self.quiet_period
             self._successes_at_last_tick = successes
-        return (
-            self._quiet_tick_at is not None
-            or successes + completions >= len(stores)
-            or stores.pending == 0
-        )
-
-    def _returnable_since(self) -> float:
-        return self._now if self._quiet_tick_at is None else self._quiet_tick_at
+        if self._quiet_tick_at is not None:
+            return self._quiet_tick_at
+        if successes + completions >= len(stores) or stores.pending == 0:
+            return op.now
+        return None

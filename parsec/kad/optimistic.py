@@ -1,21 +1,23 @@
 """Optimistic provide: stores while it walks, stops early, answers after 15 of 20 stores.
 
 The sans-IO machine behind the ``optprov`` fleet (the optimistic-provide proposal of D.
-Trautwein / ProbeLab, as go-libp2p-kad-dht's ``optimisticProvide``), on the driver interface
-of ``provide.ProvideOperation``; the thresholds come from ``estimator.NetworkSizeEstimator``.
+Trautwein / ProbeLab, as go-libp2p-kad-dht's ``optimisticProvide``), composed as
+every ``provide.ProvideOperation`` is: a walk, a placement (``ThresholdPlacement``: stores
+while it walks, stops it early) and an answer rule (``AfterSettled``: 15 stores, leases for
+the rest); the thresholds come from ``estimator.NetworkSizeEstimator``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import ClassVar, Literal
+from typing import Literal
 
 from .constants import ALPHA, BETA, K, RPC_TIMEOUT
 from .keyspace import Key, PeerRef, normalized_distance
 from .lookup import Lookup
 from .lookup_types import LookupResult
-from .provide import ClassicProvide, Strategy
+from .provide import AllSettled, AnswerRule, ProvideOperation, StoreAtWalkEnd
 from .stores import BackgroundPool, StoreState
 
 OPTPROV_RETURN_AFTER = 15
@@ -27,8 +29,10 @@ OPTPROV_STALL_TIMEOUT = 1.0
 farthest regions of the default matrix, 0.3–0.6 s for most pairs; a dial to an unreachable
 peer takes 5 s to fail."""
 
+ReturnCounts = Literal["successes", "completions"]
 
-class OptimisticProvide(ClassicProvide):
+
+class OptimisticProvide(ProvideOperation):
     """Optimistic provide (the rules: ``provide``'s module docstring); ``estimator_thresholds`` is
     ``NetworkSizeEstimator.thresholds(now)``: ``(individual, set)`` normalised distances,
     or None to fall back to ``ClassicProvide``.
@@ -77,7 +81,6 @@ class OptimisticProvide(ClassicProvide):
     with every table 45 % stale, 19 of 20 (13).
     """
 
-    strategy: ClassVar[Strategy] = "optimistic"
 
     def __init__(
         self,
@@ -92,16 +95,16 @@ class OptimisticProvide(ClassicProvide):
         rpc_timeout: float = RPC_TIMEOUT,
         self_peer: PeerRef | None = None,
         return_after: int = OPTPROV_RETURN_AFTER,
-        return_counts: Literal["successes", "completions"] = "successes",
+        return_counts: ReturnCounts = "successes",
         pool: BackgroundPool | None = None,
         stall_timeout: float | None = None,
         rules: Literal["parsec", "go"] = "parsec",
     ) -> None:
         if rules not in ("parsec", "go"):
             raise ValueError(f"unknown optimistic-provide rules {rules!r}")
-        if rules == "go":
+        go = rules == "go"
+        if go:
             return_counts, stall_timeout = "completions", None
-        self.rules = rules
         if return_after < 1:
             raise ValueError(f"return_after must be >= 1, got {return_after}")
         if return_counts not in ("successes", "completions"):
@@ -110,102 +113,123 @@ class OptimisticProvide(ClassicProvide):
             individual, set_ = estimator_thresholds
             if not (individual > 0 and set_ > 0):
                 raise ValueError(f"thresholds must be > 0, got {estimator_thresholds}")
-        self._thresholds = estimator_thresholds
+        self.rules = rules
+        self.k = k
         self.return_after = return_after
-        self.return_counts = return_counts
-        self._pool = pool
-        self._leases = 0
-        super().__init__(
-            key_hash, seeds, now=now, alpha=alpha, beta=beta, k=k,
-            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout,
-            followup="once" if rules == "go" else "refill",
-        )  # fmt: skip
+        self.return_counts: ReturnCounts = return_counts
+        walk = Lookup(key_hash, seeds, now=now, goal="closest", alpha=alpha, beta=beta, k=k, rpc_timeout=rpc_timeout,
+                      self_peer=self_peer, stall_timeout=stall_timeout, followup="once" if go else "refill")
+        placement: StoreAtWalkEnd
+        answer: AnswerRule
+        if estimator_thresholds is None:  # no estimate yet: classic provide
+            placement, answer = StoreAtWalkEnd(), AllSettled()
+        else:
+            placement = ThresholdPlacement(k, *estimator_thresholds, known_peers=go, refill_in_background=not go)
+            answer = AfterSettled(return_after, return_counts, pool, refill_in_background=not go)
+        super().__init__(key_hash, now=now, rpc_timeout=rpc_timeout, strategy="optimistic", answer=answer,
+                         walk=walk, placement=placement, fell_back=estimator_thresholds is None,
+                         thresholds=estimator_thresholds)
 
-    @property
-    def fell_back(self) -> bool:
-        return self._thresholds is None
 
-    @property
-    def thresholds(self) -> tuple[float, float] | None:
-        return self._thresholds
+def _refilling(op: ProvideOperation) -> bool:
+    """parsec's rules: the walk converged and its followup now refills its k closest."""
+    return op.walk is not None and op.walk.phase == "followup"
 
-    def _progress(self) -> None:
-        lookup = self._walk()
-        if self._settles_in_background():  # no stop rule: the followup's refill is the point
-            self._stores.schedule(lookup.closest_responded(self.k))
-        elif self._thresholds is not None and not lookup.done:
-            self._store_close_peers_and_maybe_stop(lookup, *self._thresholds)
-        super()._progress()
 
-    def _settles_in_background(self) -> bool:
-        """parsec's rules, a converged walk now refilling its k closest: the record goes to
-        the k closest that answered so far, and to each peer that answers later and enters
-        them — so the caller is answered after 15 stores, as after a walk without
-        followup, while the followup finds the peers behind stale entries in the
-        background and they get the record too (a few peers it pushes out of the k
-        closest hold one as well)."""
-        return (self._thresholds is not None and self.rules == "parsec" and self._lookup is not None
-                and self._lookup.phase == "followup")
+class ThresholdPlacement(StoreAtWalkEnd):
+    """go's ``stopFn``, then the classic rule at the walk's end, over the peers that
+    answered this walk (``known_peers``, go's rules: every peer heard of and not failed).
 
-    def _answer_decided(self) -> bool:
-        return self._settles_in_background()
+    While the walk runs: store on every peer of the k closest closer than the individual
+    threshold, then stop the walk once k stores are scheduled or done, or the mean
+    distance of the k closest is below the set threshold. With ``refill_in_background``
+    (parsec's rules), once the walk converged and refills its k closest, the record goes
+    to the k closest that answered so far and to each peer that answers later and enters
+    them — the caller is answered after 15 stores as after a walk without followup, while
+    the refill finds the peers behind stale entries (a few peers it pushes out of the k
+    closest hold one as well). At the walk's end the k closest get the record.
+    """
 
-    def _final_targets(self, result: LookupResult) -> list[PeerRef]:
-        if self._thresholds is None or self.rules == "go":
-            return super()._final_targets(result)  # go: the k closest not known to be unreachable
-        return result.closest  # peers that answered: see the class docstring
+    def __init__(self, k: int, individual: float, set_: float, *, known_peers: bool,
+                 refill_in_background: bool) -> None:
+        self.k = k
+        self.individual = individual
+        self.set_ = set_
+        self.known_peers = known_peers
+        self.refill_in_background = refill_in_background
 
-    def _store_close_peers_and_maybe_stop(
-        self, lookup: Lookup, individual: float, set_: float
-    ) -> None:
-        """go's ``stopFn`` over the peers that answered (go's rules: over every peer heard of
-        and not failed): store on every one closer than the individual threshold, then
-        check the stop rules."""
-        closest = lookup.closest_known(self.k) if self.rules == "go" else lookup.closest_responded(self.k)
-        distances = [normalized_distance(peer.key, self.key) for peer in closest]
-        close = [peer for peer, d in zip(closest, distances) if d < individual]
-        self._early_stores += self._stores.schedule(close)
-        stored_or_storing = self._stores.count(StoreState.SCHEDULED, StoreState.SENT, StoreState.OK)
+    def place(self, op: ProvideOperation) -> None:
+        walk = op.walk
+        assert walk is not None
+        if self.refill_in_background and _refilling(op):  # no stop rule: the followup's refill is the point
+            op.stores.schedule(walk.closest_responded(self.k))
+        elif not walk.done:
+            self._store_close_peers_and_maybe_stop(op, walk)
+        super().place(op)
+
+    def final_targets(self, result: LookupResult) -> list[PeerRef]:
+        if self.known_peers:
+            return super().final_targets(result)  # go: the k closest not known to be unreachable
+        return result.closest  # peers that answered: see OptimisticProvide
+
+    def _store_close_peers_and_maybe_stop(self, op: ProvideOperation, walk: Lookup) -> None:
+        closest = walk.closest_known(self.k) if self.known_peers else walk.closest_responded(self.k)
+        distances = [normalized_distance(peer.key, op.key) for peer in closest]
+        close = [peer for peer, d in zip(closest, distances) if d < self.individual]
+        op.early_stores += op.stores.schedule(close)
+        stored_or_storing = op.stores.count(StoreState.SCHEDULED, StoreState.SENT, StoreState.OK)
         if stored_or_storing >= self.k:
-            self._walk_end = "enough_stores"
-        elif len(distances) >= self.k and math.fsum(distances) / len(distances) < set_:
-            self._walk_end = "set_threshold"
+            op.walk_end = "enough_stores"
+        elif len(distances) >= self.k and math.fsum(distances) / len(distances) < self.set_:
+            op.walk_end = "set_threshold"
         else:
             return
-        lookup.stop(self._now)
+        walk.stop(op.now)
 
-    def _may_return(self) -> bool:
-        """``return_after`` stores settled (successes or completions, ``return_counts``).
-        Only a final list of stores lowers the bar: to its length, and to "every store
-        settled". While the background refill may still add targets, a list of 10 that
-        all settled is not a provide of 15 — the caller waits for more stores or for the
-        refill to end."""
-        if self._thresholds is None:
-            return super()._may_return()
-        stores = self._stores
-        settled = stores.successes if self.return_counts == "successes" else stores.completions
-        if self._stores_final:
+
+class AfterSettled(AnswerRule):
+    """``return_after`` stores settled (successes or completions, ``counts``), each store
+    still pending then holding a lease of ``pool``.
+
+    The answer is decided once the list of stores is final or, with
+    ``refill_in_background``, once the walk refills in the background. Only a final list
+    lowers the bar: to its length, and to "every store settled". While the background
+    refill may still add targets, a list of 10 that all settled is not a provide of 15 —
+    the caller waits for more stores or for the refill to end."""
+
+    def __init__(self, return_after: int, counts: ReturnCounts, pool: BackgroundPool | None, *,
+                 refill_in_background: bool) -> None:
+        self.return_after = return_after
+        self.counts = counts
+        self.pool = pool
+        self.refill_in_background = refill_in_background
+        self._leases = 0
+
+    def answer_at(self, op: ProvideOperation) -> float | None:
+        if not (op.stores_final or (self.refill_in_background and _refilling(op))):
+            return None
+        stores = op.stores
+        settled = stores.successes if self.counts == "successes" else stores.completions
+        if op.stores_final:
             if settled < min(self.return_after, len(stores)) and stores.pending > 0:
-                return False
+                return None
         elif settled < self.return_after:
-            return False
-        return self._lease_for_pending()
+            return None
+        return op.now if self._lease_for_pending(op) else None
 
-    def _lease_for_pending(self) -> bool:
+    def _lease_for_pending(self, op: ProvideOperation) -> bool:
         """Hold one pool lease per still-pending store; True once every one holds one."""
-        if self._pool is None:
+        if self.pool is None:
             return True
-        self._leases += self._pool.acquire(self._stores.pending - self._leases)
-        return self._leases >= self._stores.pending
+        pending = op.stores.pending
+        self._leases += self.pool.acquire(pending - self._leases)
+        return self._leases >= pending
 
-    def _update(self) -> None:
-        super()._update()
-        self._return_spare_leases()
-
-    def _return_spare_leases(self) -> None:
-        if self._pool is None:
+    def release(self, op: ProvideOperation) -> None:
+        """Give back the leases no pending store needs (all of them once done)."""
+        if self.pool is None:
             return
-        keep = 0 if self.done else self._stores.pending
+        keep = 0 if op.done else op.stores.pending
         if self._leases > keep:
-            self._pool.release(self._leases - keep)
+            self.pool.release(self._leases - keep)
             self._leases = keep

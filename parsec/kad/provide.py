@@ -15,15 +15,23 @@ a ``Machine`` (``parsec.kad.machine``: the driver loop and its rules)::
 
 A store not reported within ``rpc_timeout`` counts as timed out; a late report is ignored.
 
+Composition: a ``ProvideOperation`` is a walk (a "closest" ``Lookup``, or none), a
+**placement** that decides where the record goes as the walk moves on (``Placement``), and
+an **answer rule** that decides when the caller may be answered (``AnswerRule``); the
+operation keeps the time, the stores and the result. The strategies below are those parts
+put together:
+
 * ``ClassicProvide`` — go's ``IpfsDHT.Provide``: a "closest" lookup with followup, then
   ADD_PROVIDER to the k closest known peers at the walk's end (``LookupResult.closest_known``),
-  returning when every store finished.
+  returning when every store finished (``StoreAtWalkEnd`` + ``AllSettled``).
 * ``OptimisticProvide`` (in ``optimistic``) — go's ``optimisticProvide``: the same lookup,
   but after every event it stores at once on peers that answered and are closer than the
   individual threshold, and stops the walk when the mean distance of the k closest of them
   is below the set threshold (or when k stores are scheduled or done); ``returnable`` after
-  15 of 20 stores while the rest finish in the background (a ``BackgroundPool`` of 60).
-* ``DirectProvide`` (in ``fullrt``) — store straight to given targets, no lookup.
+  15 of 20 stores while the rest finish in the background (a ``BackgroundPool`` of 60)
+  (``ThresholdPlacement`` + ``AfterSettled``; without an estimate, classic's parts).
+* ``DirectProvide`` (in ``fullrt``) — store straight to given targets, no lookup (no walk,
+  the targets up front + ``QuietPeriod``).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 from .constants import ALPHA, BETA, K, RPC_TIMEOUT
 from .keyspace import Key, PeerRef
@@ -40,7 +48,8 @@ from .lookup_types import Followup, LookupResult
 from .machine import Failure, Outcome, Request, RequestKind
 from .stores import StoreSet, StoreState
 
-__all__ = ["ClassicProvide", "ProvideOperation", "ProvideResult", "Request", "RequestKind", "Strategy", "WalkEnd"]
+__all__ = ["AllSettled", "AnswerRule", "ClassicProvide", "Placement", "ProvideOperation", "ProvideResult", "Request",
+           "RequestKind", "StoreAtWalkEnd", "Strategy", "WalkEnd"]
 
 Strategy = Literal["classic", "optimistic", "direct"]
 WalkEnd = Literal["converged", "exhausted", "found", "stopped", "set_threshold", "enough_stores"]
@@ -92,28 +101,75 @@ class ProvideResult:
         return None if self.returnable_at is None else self.returnable_at - self.started_at
 
 
-class ProvideOperation:
-    """The driver interface shared by every provide strategy (see the module docstring).
+class Placement:
+    """Where a provide's record goes: ``place`` schedules the stores the operation's state
+    calls for, after every event of its walk (and once at the start)."""
 
-    Subclasses decide which stores to schedule (``_progress``) and when the caller may be
-    answered (``_may_return``); time keeping, store bookkeeping and results live here.
+    def place(self, op: ProvideOperation) -> None:
+        raise NotImplementedError
+
+
+class AnswerRule:
+    """When a provide's caller may be answered.
+
+    ``answer_at`` is asked after every event until it answers (and never once the
+    operation was stopped: that answers the caller at once): the time from which the
+    caller may be answered, or None while not yet. Once every store settled the caller is
+    answered in any case. Rules that keep time of their own give ``next_deadline`` and are
+    told every move of the clock (``advance``); rules that hold resources give them back
+    in ``release``, called after every event."""
+
+    def answer_at(self, op: ProvideOperation) -> float | None:
+        raise NotImplementedError
+
+    def next_deadline(self, op: ProvideOperation) -> float | None:
+        return None
+
+    def advance(self, op: ProvideOperation, now: float) -> None:
+        """The clock moved to ``now``, before the event at ``now`` is applied."""
+
+    def release(self, op: ProvideOperation) -> None:
+        """After every event: give back what the rule no longer needs."""
+
+
+class ProvideOperation:
+    """A provide: a walk (or none), a placement, an answer rule (see the module docstring).
+
+    ``targets`` are stores decided up front (a direct provide's: the list is final).
+    ``walk``, ``stores``, ``stores_final``, ``walk_end``, ``early_stores`` and ``now`` are
+    the state placements and answer rules read and move on; the driver uses the
+    ``Machine`` interface only.
     """
 
-    strategy: ClassVar[Strategy]
-
-    def __init__(self, key: Key, *, now: float, rpc_timeout: float) -> None:
+    def __init__(self, key: Key, *, now: float, rpc_timeout: float, strategy: Strategy, answer: AnswerRule,
+                 walk: Lookup | None = None, placement: Placement | None = None,
+                 targets: Iterable[PeerRef] = (), fell_back: bool = False,
+                 thresholds: tuple[float, float] | None = None) -> None:
+        if (walk is None) != (placement is None):
+            raise ValueError("a walk needs a placement, and a placement a walk")
         self.key = key
-        self._now = now
+        self.strategy: Strategy = strategy
+        self.fell_back = fell_back
+        self.thresholds = thresholds
+        self.now = now
+        self.walk = walk
+        self.stores = StoreSet(rpc_timeout)
+        self.stores_final = False  # every store this operation will make is scheduled
+        self.early_stores = 0
+        self.walk_end: WalkEnd | None = None
+        self._placement = placement
+        self._answer = answer
         self._started_at = now
-        self._stores = StoreSet(rpc_timeout)
-        self._lookup: Lookup | None = None
-        self._stores_final = False  # every store this operation will make is scheduled
-        self._early_stores = 0
-        self._walk_end: WalkEnd | None = None
         self._requests: Counter[str] = Counter()
         self._returnable_at: float | None = None
         self._finished_at: float | None = None
         self._stopped = False
+        if walk is None:
+            self.stores.schedule(targets)
+            self.stores_final = True
+        else:
+            self._place()
+        self._update()
 
     # ------------------------------------------------------------- driver events
 
@@ -123,10 +179,10 @@ class ProvideOperation:
         if self.done:
             return []
         requests: list[Request] = []
-        if self._lookup is not None and not self._lookup.done:
-            requests += self._lookup.poll(now)
-            self._progress()  # the lookup's own timeouts may have moved it on
-        requests += [Request(peer, "add_provider") for peer in self._stores.send_scheduled(now)]
+        if self.walk is not None and not self.walk.done:
+            requests += self.walk.poll(now)
+            self._place()  # the walk's own timeouts may have moved it on
+        requests += [Request(peer, "add_provider") for peer in self.stores.send_scheduled(now)]
         self._requests.update(request.kind for request in requests)
         self._update()
         return requests
@@ -153,8 +209,8 @@ class ProvideOperation:
         self._advance(now)
         if self.done:
             return
-        self._walk().on_response(peer, closer, now, providers)
-        self._progress()
+        self._walking().on_response(peer, closer, now, providers)
+        self._place()
         self._update()
 
     def on_failure(self, peer: PeerRef, now: float, error: str = "") -> None:
@@ -162,37 +218,37 @@ class ProvideOperation:
         self._advance(now)
         if self.done:
             return
-        self._walk().on_failure(peer, now, error)
-        self._progress()
+        self._walking().on_failure(peer, now, error)
+        self._place()
         self._update()
 
     def on_store_done(self, peer: PeerRef, ok: bool, now: float, error: str = "") -> None:
         """The ADD_PROVIDER to ``peer`` finished: delivered (``ok``) or failed."""
         self._advance(now)
         if not self.done:
-            self._stores.settle(peer, ok, error)
+            self.stores.settle(peer, ok, error)
         self._update()
 
     def stop(self, now: float) -> None:
-        """Give up at once: end the walk, abandon pending stores; done afterwards."""
+        """Give up at once: end the walk, abandon pending stores, answer the caller; done
+        afterwards."""
         self._advance(now)
         if self.done:
             return
-        if self._lookup is not None and not self._lookup.done:
-            self._lookup.stop(now)
-            self._walk_end = "stopped"
+        if self.walk is not None and not self.walk.done:
+            self.walk.stop(now)
+            self.walk_end = "stopped"
         self._stopped = True
-        self._stores.abandon()
+        self.stores.abandon()
         self._update()
 
     # ------------------------------------------------------------- queries
 
     def next_deadline(self) -> float | None:
         """When the driver must ``poll`` even if nothing arrives (None: nothing awaited)."""
-        deadlines = [self._stores.next_deadline()]
-        if self._lookup is not None:
-            deadlines.append(self._lookup.next_deadline())
-        deadlines.extend(self._extra_deadlines())
+        deadlines = [self.stores.next_deadline(), self._answer.next_deadline(self)]
+        if self.walk is not None:
+            deadlines.append(self.walk.next_deadline())
         return min((d for d in deadlines if d is not None), default=None)
 
     @property
@@ -208,33 +264,25 @@ class ProvideOperation:
     def path_to(self, peer: PeerRef) -> list[PeerRef]:
         """The chain of peers the walk followed to ``peer`` (``Lookup.path_to``; empty
         without a walk)."""
-        return [] if self._lookup is None else self._lookup.path_to(peer)
-
-    @property
-    def fell_back(self) -> bool:
-        return False
-
-    @property
-    def thresholds(self) -> tuple[float, float] | None:
-        return None
+        return [] if self.walk is None else self.walk.path_to(peer)
 
     @property
     def result(self) -> ProvideResult:
-        lookup = None if self._lookup is None else self._lookup.result
-        stores = self._stores
+        lookup = None if self.walk is None else self.walk.result
+        stores = self.stores
         return ProvideResult(
             key=self.key,
             strategy=self.strategy,
             fell_back=self.fell_back,
             thresholds=self.thresholds,
-            walk_end=self._walk_end,
+            walk_end=self.walk_end,
             lookup=lookup,
             rpcs=dict(self._requests),
             stores_ok=stores.successes,
             stores_failed=stores.count(StoreState.FAILED, StoreState.TIMED_OUT),
             store_timeouts=stores.count(StoreState.TIMED_OUT),
             stores_abandoned=stores.count(StoreState.ABANDONED),
-            early_stores=self._early_stores,
+            early_stores=self.early_stores,
             holders=stores.peers(StoreState.OK),
             store_targets=stores.peers(),
             hops=0 if lookup is None else lookup.hops,
@@ -247,68 +295,69 @@ class ProvideOperation:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(key={self.key >> 224:08x}…, stores={len(self._stores)}, "
-            f"ok={self._stores.successes}, returnable={self.returnable}, done={self.done})"
+            f"{type(self).__name__}(key={self.key >> 224:08x}…, stores={len(self.stores)}, "
+            f"ok={self.stores.successes}, returnable={self.returnable}, done={self.done})"
         )
-
-    # ------------------------------------------------------------- for subclasses
-
-    def _progress(self) -> None:
-        """Schedule whatever stores the current state calls for."""
-
-    def _may_return(self) -> bool:
-        """Whether the caller may be answered, given that stores are final. Default: when
-        every store settled (go's classic provide waits for all)."""
-        return self._stores.pending == 0
-
-    def _answer_decided(self) -> bool:
-        """Whether the stores the caller's answer waits for are decided before the final
-        ones are (default: no — the answer waits for the final stores)."""
-        return False
-
-    def _returnable_since(self) -> float:
-        """When the condition of ``_may_return`` started to hold (default: now)."""
-        return self._now
-
-    def _extra_deadlines(self) -> list[float]:
-        return []
-
-    def _on_advance(self, now: float) -> None:
-        """Hook run when the clock moves, before the event at ``now`` is applied."""
 
     # ------------------------------------------------------------- internals
 
-    def _walk(self) -> Lookup:
-        if self._lookup is None:
+    def _walking(self) -> Lookup:
+        if self.walk is None:
             raise ValueError(f"{type(self).__name__} sends no lookup requests")
-        return self._lookup
+        return self.walk
+
+    def _place(self) -> None:
+        assert self._placement is not None
+        self._placement.place(self)
 
     def _advance(self, now: float) -> None:
-        if now < self._now:
-            raise ValueError(f"time went backwards: {now} < {self._now}")
-        self._now = now
-        self._on_advance(now)
+        if now < self.now:
+            raise ValueError(f"time went backwards: {now} < {self.now}")
+        self.now = now
+        self._answer.advance(self, now)
         if not self.done:
-            self._stores.expire(now)
+            self.stores.expire(now)
 
     def _update(self) -> None:
         """Latch ``returnable`` and ``done`` once their conditions hold."""
-        if self.done:
-            return
-        ready = self._stopped or self._stores_final
-        if (ready or self._answer_decided()) and self._returnable_at is None and (self._stopped or self._may_return()):
-            self._returnable_at = self._returnable_since()
-        if ready and self._stores.pending == 0:
+        if not self.done:
             if self._returnable_at is None:
-                self._returnable_at = self._now
-            self._finished_at = self._now
+                self._returnable_at = self.now if self._stopped else self._answer.answer_at(self)
+            if (self._stopped or self.stores_final) and self.stores.pending == 0:
+                if self._returnable_at is None:
+                    self._returnable_at = self.now
+                self._finished_at = self.now
+        self._answer.release(self)
+
+
+class StoreAtWalkEnd(Placement):
+    """go's classic rule: once the walk ended, the record goes to the k closest peers not
+    known to be unreachable when it ended (``LookupResult.closest_known``: peers heard of
+    but never asked are included), and the list of stores is final."""
+
+    def place(self, op: ProvideOperation) -> None:
+        walk = op.walk
+        assert walk is not None
+        if walk.done and not op.stores_final:
+            if op.walk_end is None:
+                op.walk_end = walk.reason
+            op.stores.schedule(self.final_targets(walk.result))
+            op.stores_final = True
+
+    def final_targets(self, result: LookupResult) -> list[PeerRef]:
+        return result.closest_known
+
+
+class AllSettled(AnswerRule):
+    """go's classic rule: the caller waits until every store settled."""
+
+    def answer_at(self, op: ProvideOperation) -> float | None:
+        return op.now if op.stores_final and op.stores.pending == 0 else None
 
 
 class ClassicProvide(ProvideOperation):
     """go's classic provide: full "closest" lookup (with followup), then ADD_PROVIDER to the
     k closest peers known when the walk ended; the caller waits for every store."""
-
-    strategy: ClassVar[Strategy] = "classic"
 
     def __init__(
         self,
@@ -324,24 +373,8 @@ class ClassicProvide(ProvideOperation):
         stall_timeout: float | None = None,
         followup: Followup = "once",
     ) -> None:
-        super().__init__(key_hash, now=now, rpc_timeout=rpc_timeout)
         self.k = k
-        self._lookup = Lookup(
-            key_hash, seeds, now=now, goal="closest", alpha=alpha, beta=beta, k=k,
-            rpc_timeout=rpc_timeout, self_peer=self_peer, stall_timeout=stall_timeout, followup=followup,
-        )  # fmt: skip
-        self._progress()
-        self._update()
-
-    def _progress(self) -> None:
-        lookup = self._walk()
-        if lookup.done and not self._stores_final:
-            if self._walk_end is None:
-                self._walk_end = lookup.reason
-            self._stores.schedule(self._final_targets(lookup.result))
-            self._stores_final = True
-
-    def _final_targets(self, result: LookupResult) -> list[PeerRef]:
-        """Where the record goes once the walk ended: go's choice, the k closest peers not
-        known to be unreachable (so peers heard of but never asked are included)."""
-        return result.closest_known
+        walk = Lookup(key_hash, seeds, now=now, goal="closest", alpha=alpha, beta=beta, k=k, rpc_timeout=rpc_timeout,
+                      self_peer=self_peer, stall_timeout=stall_timeout, followup=followup)
+        super().__init__(key_hash, now=now, rpc_timeout=rpc_timeout, strategy="classic", answer=AllSettled(),
+                         walk=walk, placement=StoreAtWalkEnd())
