@@ -107,7 +107,7 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     if settings.unreachable > 0:
         if not count:
             raise ValueError("unreachable peers need at least one py shard to host their black hole")
-        from parsec.stale import listing_probability
+        from parsec.model.stale import listing_probability
         from parsec.testbed.ghosts import ghost_count, ghosts
 
         hole = ray.get(shards[0].start_black_hole.remote())
@@ -151,7 +151,7 @@ def _gather_timed(refs: list) -> tuple[list, list[float]]:
 def cut_off_regions(testbed: TestbedHandle, servers: list, regions: list[str]) -> int:
     """Cut these regions off the emulated WAN (``[]`` restores every region): every kad
     message of a py testbed peer or a server to or from a peer of those regions is dropped
-    from now on (``parsec.latency``, "Outage"). Go and js peers do not take part. Returns
+    from now on (``parsec.model.latency``, "Outage"). Go and js peers do not take part. Returns
     how many py testbed peers are in the cut regions."""
     peers = ray.get([shard.cut_off.remote(list(regions)) for shard in testbed.shards[:testbed.py_shards]])
     ray.get([server.cut_off.remote(list(regions)) for server in servers])

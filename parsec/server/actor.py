@@ -74,7 +74,7 @@ class ParsecServerActor:
 
     def cut_off(self, regions: list[str]) -> None:
         """Cut these regions off for this server's peer (``[]`` restores): a fault test's
-        and the chaos bench's runtime control (``parsec.latency``, "Outage")."""
+        and the chaos bench's runtime control (``parsec.model.latency``, "Outage")."""
         if self.runtime.latency is None:
             raise ValueError("this server emulates no latency, so it has no regions to cut off")
         self.runtime.latency.cut_off(regions)

@@ -164,7 +164,7 @@ class ServerRuntime:
     def _identity(self):
         """A libp2p identity, and the region this server reports.
 
-        Under WAN emulation a peer's region follows from its id (parsec.latency), so the
+        Under WAN emulation a peer's region follows from its id (parsec.model.latency), so the
         server draws identities until one lands in its configured region; a region the
         model does not place peers in gives way to the identity's own region.
         """

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from parsec.kad import PeerRef
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 from parsec.sim.churn import Churn
 from parsec.sim.engine import EventLoop
 from parsec.sim.network import SimNetwork, Transport

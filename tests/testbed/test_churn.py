@@ -8,7 +8,7 @@ import pytest
 from parsec.net import wire
 from parsec.net.local import LocalFleets
 from parsec.net.node import RpcError
-from parsec.churn import ChurnSchedule
+from parsec.model.churn import ChurnSchedule
 from parsec.testbed.shard import PeerShard, ShardSpec
 
 

@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MATRIX = Path(__file__).with_name("data") / "region-rtt.json"
+DEFAULT_MATRIX = Path(__file__).parents[1] / "data" / "region-rtt.json"
 
 
 class Outage:
