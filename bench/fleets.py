@@ -105,7 +105,7 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
     from the same place."""
     import ray
 
-    from parsec.deploy import start_testbed
+    from parsec.cluster.deploy import start_testbed
     from parsec.kad import PeerRef
     from parsec.cids import cid_v0_for
     from parsec.server.runtime import parse_bootstrap
@@ -426,7 +426,7 @@ def main() -> int:
 
     import ray
 
-    from parsec.demo import start_ray
+    from parsec.cluster.connect import start_ray
 
     start_ray(os.environ.get("RAY_ADDRESS"))
     fleets = [f for f in args.fleets.split(",") if f]

@@ -44,7 +44,7 @@ def measure(mix: str, shards: int, latency, unreachable: float) -> dict:
     import ray
 
     from parsec.config import TestbedSettings
-    from parsec.deploy import start_testbed
+    from parsec.cluster.deploy import start_testbed
 
     settings = TestbedSettings(mix=mix, processes=shards, unreachable=unreachable)
     started = time.monotonic()
@@ -94,7 +94,7 @@ def main() -> int:
     import ray
 
     from parsec.config import NetworkSettings
-    from parsec.demo import start_ray
+    from parsec.cluster.connect import start_ray
 
     start_ray(os.environ.get("RAY_ADDRESS"))
     latency = NetworkSettings(latency_matrix=args.latency).latency_model()

@@ -50,8 +50,8 @@ def cmd_testbed(args: argparse.Namespace) -> int:
     """Start a testbed on Ray, write its bootstrap file, run until interrupted."""
     import ray
 
-    from parsec.demo import start_ray
-    from parsec.deploy import start_testbed
+    from parsec.cluster.connect import start_ray
+    from parsec.cluster.deploy import start_testbed
 
     settings = load(TestbedSettings, **peers_option(args.peers), processes=args.processes, seed=args.seed,
                     unreachable=args.unreachable, churn_session=args.churn)

@@ -45,32 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="leave everything running")
 
 
-def start_ray(address: str | None):
-    import ray
-
-    from parsec.deploy import local_ray_env
-
-    local_ray_env()
-    if address:
-        say(f"joining Ray at {address}")
-        return ray.init(address=address, namespace="parsec", log_to_driver=False)
-    say("starting a private local Ray cluster")
-    # "local": a fresh cluster even when `ray start` left one running on this machine
-    return ray.init(address="local", namespace="parsec", include_dashboard=True, dashboard_host="127.0.0.1",
-                    log_to_driver=False, num_cpus=os.cpu_count() or 2)
-
-
 def fleets_of(args: argparse.Namespace) -> list[str]:
     return [f.strip() for f in args.fleets.split(",") if f.strip()]
-
-
-def job_client(context, address: str | None):
-    from ray.job_submission import JobSubmissionClient
-
-    url = context.dashboard_url or ""
-    if url and not url.startswith("http"):
-        url = f"http://{url}"
-    return JobSubmissionClient(url or "http://127.0.0.1:8265")
 
 
 def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path) -> str:
@@ -117,7 +93,8 @@ def follow_job(client, job_id: str, timeout: float) -> str:
 def run(args: argparse.Namespace) -> int:
     import ray
 
-    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.cluster.connect import job_client, start_ray
+    from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
     from parsec.summary import print_summary
 

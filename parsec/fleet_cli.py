@@ -34,7 +34,7 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect(address: str | None) -> None:
-    from parsec.demo import start_ray
+    from parsec.cluster.connect import start_ray
 
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
@@ -57,7 +57,7 @@ def deploy_main(argv: list[str] | None = None) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from parsec.fleet import FleetError, FleetSettings, deploy, format_report
+    from parsec.cluster.fleet import FleetError, FleetSettings, deploy, format_report
 
     settings = load(FleetSettings, fleet=args.fleet, regions=args.regions, servers_per_region=args.servers_per_region,
                     ready_timeout=args.ready_timeout, wait_for_nodes=args.wait_for_nodes)
@@ -92,7 +92,7 @@ def teardown_main(argv: list[str] | None = None) -> int:
 
 
 def run_teardown(args: argparse.Namespace) -> int:
-    from parsec.fleet import format_report, teardown
+    from parsec.cluster.fleet import format_report, teardown
 
     _connect(args.ray_address)
     report = teardown(args.fleet, progress=say)
@@ -105,7 +105,7 @@ def run_teardown(args: argparse.Namespace) -> int:
 
 
 def status_main(args: argparse.Namespace) -> int:
-    from parsec.fleet_status import collect, format_status
+    from parsec.cluster.fleet_status import collect, format_status
 
     fleets = [f.strip() for f in args.fleets.split(",")] if args.fleets else None
     nodes = asyncio.run(collect(load(DatabaseSettings), fleets, include_offline=args.all))

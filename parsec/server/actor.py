@@ -1,4 +1,4 @@
-"""The parsec server as a plain class for a Ray actor (options applied in parsec.deploy).
+"""The parsec server as a plain class for a Ray actor (options applied in parsec.cluster.deploy).
 
 Constructing it starts the server, so when Ray restarts a crashed actor the new instance
 comes back by itself: a new peer, a new ``nodes_ecs`` row, joined the honest way. The row's
