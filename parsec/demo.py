@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from parsec.cluster.connect import job_client, start_ray
     from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
-    from parsec.summary import print_summary
+    from parsec.analysis.summary import print_summary
 
     state = Path(args.state_dir).resolve()
     parquet_dir = state / "parquet"

@@ -112,7 +112,7 @@ def _settings(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from parsec.sim.run import SimError
-    from parsec.summary import format_summary
+    from parsec.analysis.summary import format_summary
 
     try:
         settings = _settings(args)
