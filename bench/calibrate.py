@@ -99,7 +99,7 @@ def run_and_compare(settings, seeds: list[int]) -> tuple[list[dict], dict[int, i
     seeds estimates what the model itself gives."""
     import pandas as pd
 
-    from parsec.sim.cli import simulate
+    from parsec.sim.run import simulate
     from parsec.store.parquet import read_dataset
 
     frames, per_seed, wall = [], {}, 0.0

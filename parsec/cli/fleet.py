@@ -13,8 +13,12 @@ import asyncio
 import os
 import sys
 
+from parsec.cluster.fleet_status import collect, format_status
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, load
 from parsec.console import say
+
+# parsec.cluster.connect and .fleet import Ray (seconds): imported by the commands that use
+# it, not by `parsec fleet status` or every `parsec` start, which builds these parsers
 
 
 def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,8 +109,6 @@ def run_teardown(args: argparse.Namespace) -> int:
 
 
 def status_main(args: argparse.Namespace) -> int:
-    from parsec.cluster.fleet_status import collect, format_status
-
     fleets = [f.strip() for f in args.fleets.split(",")] if args.fleets else None
     nodes = asyncio.run(collect(load(DatabaseSettings), fleets, include_offline=args.all))
     print(format_status(nodes))

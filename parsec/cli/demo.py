@@ -19,8 +19,9 @@ from pathlib import Path
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load, peers_option
 from parsec.console import say
+from parsec.store.embedded import EmbeddedPostgres
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +72,7 @@ def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path
 
 def follow_job(client, job_id: str, timeout: float) -> str:
     """Stream the job's output lines until it ends; returns its final status."""
-    from ray.job_submission import JobStatus
+    from ray.job_submission import JobStatus  # Ray only when the demo runs (see `run`)
 
     seen = 0
     deadline = time.monotonic() + timeout
@@ -91,12 +92,14 @@ def follow_job(client, job_id: str, timeout: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the demo runs, not at every `parsec` start (which builds this command's
+    # parser): Ray, libp2p and pandas take seconds to import
     import ray
 
+    from parsec.analysis.summary import print_summary
     from parsec.cluster.connect import job_client, start_ray
     from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
-    from parsec.analysis.summary import print_summary
 
     state = Path(args.state_dir).resolve()
     parquet_dir = state / "parquet"
@@ -107,8 +110,6 @@ def run(args: argparse.Namespace) -> int:
     embedded = None
     with contextlib.ExitStack() as cleanup:
         if not database.host_given:
-            from parsec.store.embedded import EmbeddedPostgres
-
             embedded = EmbeddedPostgres(state / "postgres")
             say(f"starting embedded PostgreSQL in {state / 'postgres'}")
             database = embedded.start()
