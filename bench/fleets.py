@@ -108,7 +108,7 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
     from parsec.cluster.deploy import start_testbed
     from parsec.kad import PeerRef
     from parsec.cids import cid_v0_for
-    from parsec.server.runtime import parse_bootstrap
+    from parsec.server.bootstrap import parse_bootstrap
 
     protocol = "/ipfs/kad/1.0.0"
     testbed = start_testbed(settings, protocol, name=name, progress=lambda line: print(f"  {line}", flush=True),

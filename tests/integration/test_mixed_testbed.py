@@ -12,7 +12,7 @@ import ray
 from parsec.cids import cid_v0_for
 from parsec.config import TestbedSettings
 from parsec.net.local import LocalFleets
-from parsec.server.runtime import parse_bootstrap
+from parsec.server.bootstrap import parse_bootstrap
 from parsec.net.external import GO_BINARY, JS_DIR
 
 pytestmark = [
