@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+import psutil
 from pydantic import BaseModel, Field
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
@@ -61,8 +62,6 @@ class ParsecServerActor:
 
     def status(self) -> dict:
         """The runtime's status, where it runs and what it costs (this process's CPU and RSS)."""
-        import psutil
-
         status = self.runtime.refresh_status()
         process = psutil.Process(os.getpid())
         cpu = process.cpu_times()
@@ -86,7 +85,7 @@ class ParsecServerActor:
 def _ray_actor_id() -> str | None:
     """This actor's id (the same for every incarnation), or None outside a Ray actor."""
     try:
-        import ray
+        import ray  # here: the actor class also runs without Ray (tests), and then ray need not be imported
 
         return ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
     except Exception:

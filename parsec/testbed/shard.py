@@ -25,6 +25,7 @@ from parsec.net.driver import Trace, run_lookup
 from parsec.net.node import DhtNode
 from parsec.net.wire import FIND_NODE
 from parsec.net.wire import WirePeer
+from parsec.testbed.ghosts import serve_black_hole
 from parsec.model.churn import ChurnSchedule
 from parsec.model.stale import lists
 
@@ -123,8 +124,6 @@ class PeerShard:
 
     def start_black_hole(self) -> str:
         """Serve a black hole for the testbed's unreachable peers; returns its address."""
-        from parsec.testbed.ghosts import serve_black_hole
-
         return self._loop.start_service(serve_black_hole, self.spec.host)
 
     def stop(self) -> None:
