@@ -2,8 +2,8 @@
 
 import pytest
 
-from parsec.config import load
 from parsec.cluster.fleet import FleetSettings, missing_regions, parse_actor_name, plan_fleet
+from parsec.config import load
 
 
 def test_plan_is_per_region_and_names_round_trip():

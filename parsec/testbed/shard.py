@@ -18,16 +18,16 @@ from dataclasses import dataclass
 import trio
 
 from parsec.kad import PeerRef
-from parsec.model.latency import LatencyModel
 from parsec.loops import TrioThread, freeze_long_lived
+from parsec.model.churn import ChurnSchedule
+from parsec.model.latency import LatencyModel
+from parsec.model.stale import lists
 from parsec.net import pylibp2p
 from parsec.net.driver import Trace, run_lookup
 from parsec.net.node import DhtNode
 from parsec.net.wire import FIND_NODE
 from parsec.net.wire import WirePeer
 from parsec.testbed.ghosts import serve_black_hole
-from parsec.model.churn import ChurnSchedule
-from parsec.model.stale import lists
 
 log = logging.getLogger("parsec.testbed")
 

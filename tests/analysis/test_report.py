@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from parsec.analysis import report
-from parsec.cli import report as report_command
 from parsec.analysis.load import DataError
+from parsec.cli import report as report_command
 from parsec.cli import main
 from tests.analysis import dataset
 

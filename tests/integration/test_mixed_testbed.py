@@ -11,9 +11,9 @@ import ray
 
 from parsec.cids import cid_v0_for
 from parsec.config import TestbedSettings
+from parsec.net.external import GO_BINARY, JS_DIR
 from parsec.net.local import LocalFleets
 from parsec.server.bootstrap import parse_bootstrap
-from parsec.net.external import GO_BINARY, JS_DIR
 
 pytestmark = [
     pytest.mark.integration,

@@ -9,8 +9,8 @@ import trio
 from libp2p.peer.id import ID
 
 from parsec.kad import PeerRef
-from parsec.model.latency import LatencyModel
 from parsec.loops import TrioThread
+from parsec.model.latency import LatencyModel
 from parsec.net import pylibp2p, wire
 from parsec.net.node import DhtNode
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from parsec.net.external import ExternalPeers, go_available, go_command, js_command
 from parsec.model.stale import lists
+from parsec.net.external import ExternalPeers, go_available, go_command, js_command
 from parsec.testbed.ghosts import ghosts
 from parsec.testbed.shard import PeerShard, ShardSpec
 
