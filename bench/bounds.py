@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from parsec.kad.fleets import ENGINE_STRATEGIES  # noqa: E402
+
 TARGET_RATIO = 1.15
 TARGET_FLAGGED = 0.05
 BOOTSTRAP = {"n_boot": 2000, "seed": 0, "level": 0.95}
@@ -94,7 +96,7 @@ def analyse(parquet: Path, threshold_ms: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fleets", default="default,optprov,fullrt", help="one demo run per fleet (comma-separated)")
+    parser.add_argument("--fleets", default=",".join(ENGINE_STRATEGIES), help="one demo run per fleet (comma-separated)")
     parser.add_argument("--rounds", type=int, default=16,
                         help="scheduler rounds per run; each gives two retrievals (default 16: n >= 30)")
     parser.add_argument("--host-lag-threshold", type=float, default=50.0,

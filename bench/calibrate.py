@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from parsec.kad.fleets import ENGINE_STRATEGIES  # noqa: E402
+
 TOLERANCE = 0.30
 MIN_RT_SIZE = 50  # the published plots kept successes with rt_size > 50
 
@@ -99,7 +101,7 @@ def run_and_compare(settings, seeds: list[int]) -> tuple[list[dict], dict[int, i
     seeds estimates what the model itself gives."""
     import pandas as pd
 
-    from parsec.sim.cli import simulate
+    from parsec.sim.run import simulate
     from parsec.store.parquet import read_dataset
 
     frames, per_seed, wall = [], {}, 0.0
@@ -179,7 +181,7 @@ def main() -> int:
     parser.add_argument("--peers", type=int, default=25_000)
     parser.add_argument("--rounds", type=int, default=112, help="rounds per fleet (16 per region)")
     parser.add_argument("--seeds", default="0,1,2", help="one run per seed, measurements pooled (default 0,1,2)")
-    parser.add_argument("--fleets", default="default,optprov,fullrt")
+    parser.add_argument("--fleets", default=",".join(ENGINE_STRATEGIES), help="comma-separated engine fleets")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a SimSettings field, e.g. access_rtt=0.03 (repeatable)")
     parser.add_argument("--optprov-rules", default="go", choices=["go", "parsec"],

@@ -36,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-# parsec.deploy.LOCAL_RAY_ENV, set before anything imports ray: Ray reads them at import
+# parsec.cluster.connect.LOCAL_RAY_ENV, set before anything imports ray: Ray reads them at import
 # (without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 a driver dials 127.0.0.1 via the host's IP)
 for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                      "RAY_AUTH_MODE": "disabled"}.items():
@@ -184,7 +184,7 @@ class Chaos:
         self.submit(f"--duration {max(remaining, 10):.0f}s")
 
     def cut_region(self) -> None:
-        from parsec.deploy import cut_off_regions
+        from parsec.cluster.deploy import cut_off_regions
 
         started = time.time()
         peers = cut_off_regions(self.testbed, self.actors, [self.args.cut])
@@ -253,8 +253,8 @@ def main() -> int:
     from parsec.config import NetworkSettings, ServerSettings, TestbedSettings
     from ray.job_submission import JobSubmissionClient
 
-    from parsec.demo import job_client, start_ray
-    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.cluster.connect import job_client, start_ray
+    from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.scheduler.audit import audit
     from parsec.scheduler.sinks import journal_path
     from parsec.server.actor import ServerActorConfig

@@ -107,10 +107,10 @@ def run_fleets(settings, fleets: list[str], rounds: int, warmup: int, latency=No
     from the same place."""
     import ray
 
-    from parsec.deploy import start_testbed
+    from parsec.cluster.deploy import start_testbed
     from parsec.kad import PeerRef
     from parsec.cids import cid_v0_for
-    from parsec.server.runtime import parse_bootstrap
+    from parsec.server.bootstrap import parse_bootstrap
 
     protocol = "/ipfs/kad/1.0.0"
     testbed = start_testbed(settings, protocol, name=name, progress=lambda line: print(f"  {line}", flush=True),
@@ -428,7 +428,7 @@ def main() -> int:
 
     import ray
 
-    from parsec.demo import start_ray
+    from parsec.cluster.connect import start_ray
 
     start_ray(os.environ.get("RAY_ADDRESS"))
     fleets = [f for f in args.fleets.split(",") if f]

@@ -76,8 +76,8 @@ def main() -> int:
     import ray
 
     from parsec.config import NetworkSettings, ServerSettings, TestbedSettings
-    from parsec.demo import start_ray
-    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.cluster.connect import start_ray
+    from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
     from parsec.store.embedded import EmbeddedPostgres
 

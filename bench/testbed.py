@@ -37,6 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from parsec.kad.fleets import STRATEGIES  # noqa: E402
+
 from fleets import BOOTSTRAP, ROUNDS, command_line, dumps  # noqa: E402
 
 
@@ -44,7 +46,7 @@ def measure(mix: str, shards: int, latency, unreachable: float) -> dict:
     import ray
 
     from parsec.config import TestbedSettings
-    from parsec.deploy import start_testbed
+    from parsec.cluster.deploy import start_testbed
 
     settings = TestbedSettings(mix=mix, processes=shards, unreachable=unreachable)
     started = time.monotonic()
@@ -85,7 +87,7 @@ def main() -> int:
     parser.add_argument("--latency", default="off", help="for part 1; part 2 always uses the default matrix")
     parser.add_argument("--unreachable", type=float, default=0.0, help="for part 1")
     parser.add_argument("--fleet-testbed", help="part 2 on this mix, e.g. go=600,js=200,py=200 (default: skip)")
-    parser.add_argument("--fleets", default="default,optprov,fullrt,pylibp2p,go,js")
+    parser.add_argument("--fleets", default=",".join(STRATEGIES), help="comma-separated fleets (default every strategy)")
     parser.add_argument("--rounds", type=int, default=ROUNDS,
                         help=f"part 2: rounds (each fleet provides once a round; default {ROUNDS}: n >= 30 per cell)")
     parser.add_argument("--json", type=Path, default=Path("bench-testbed.json"))
@@ -94,7 +96,7 @@ def main() -> int:
     import ray
 
     from parsec.config import NetworkSettings
-    from parsec.demo import start_ray
+    from parsec.cluster.connect import start_ray
 
     start_ray(os.environ.get("RAY_ADDRESS"))
     latency = NetworkSettings(latency_matrix=args.latency).latency_model()

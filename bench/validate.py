@@ -90,7 +90,7 @@ SOURCED = [
      "note": "calendar week 11 of 2023: 24,272 dialable of 26,878 crawled peers per crawl (mean of 335 crawls); "
              "the default 25,000 is within 3 % and kept"},
     {"parameter": "unreachable", "value": 0.45, "source": "README (Nebula: ≈45 % of the addresses crawls saw were "
-                                                         "never reachable); parsec/stale.py",
+                                                         "never reachable); parsec/model/stale.py",
      "note": "kept; NOT confirmed for 2023: the week-11 crawls found 2,605 of 26,878 peers (9.7 %) undialable per "
              "crawl, and 17 % of the DHT servers seen in the week 27 Mar–3 Apr 2023 were online < 10 % of it "
              "(same two sources as above)"},

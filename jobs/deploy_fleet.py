@@ -5,7 +5,7 @@
 
 import sys
 
-from parsec.fleet_cli import deploy_main
+from parsec.cli.fleet import deploy_main
 
 if __name__ == "__main__":
     sys.exit(deploy_main())

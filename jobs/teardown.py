@@ -5,7 +5,7 @@
 
 import sys
 
-from parsec.fleet_cli import teardown_main
+from parsec.cli.fleet import teardown_main
 
 if __name__ == "__main__":
     sys.exit(teardown_main())

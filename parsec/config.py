@@ -22,7 +22,7 @@ from parsec.kad.constants import ALPHA as GO_ALPHA
 from parsec.kad.constants import RPC_TIMEOUT
 from parsec.kad.fleets import ENGINE_STRATEGIES, STRATEGIES
 from parsec.kad.fullrt import FULLRT_CRAWL_INTERVAL
-from parsec.stale import STALE_ENTRIES
+from parsec.model.stale import STALE_ENTRIES
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -143,7 +143,7 @@ class NetworkSettings(BaseSettings):
         """The WAN latency model to emulate, or None (production networks never emulate)."""
         if not self.latency_matrix or self.latency_matrix.lower() in ("off", "none", "0") or self.network != "testbed":
             return None
-        from parsec.latency import LatencyModel
+        from parsec.model.latency import LatencyModel
 
         path = None if self.latency_matrix.lower() == "default" else self.latency_matrix
         return LatencyModel.load(path, jitter=self.latency_jitter, loss=self.latency_loss)
@@ -367,7 +367,7 @@ class TestbedSettings(BaseSettings):
 
     The defaults of the unreliable parts are the published measurements of the public DHT:
     ≈45 % of the DHT server addresses crawls see are never reachable (Nebula) but only ≈15 %
-    of a routing table's entries are (ProbeLab RFM 19; ``parsec.stale``), and half of the
+    of a routing table's entries are (ProbeLab RFM 19; ``parsec.model.stale``), and half of the
     new peers leave within 2 h (ProbeLab RFM 2). Set ``unreachable=0`` and
     ``churn_session=0`` for a clean network (unit-sized tests, overhead benchmarks).
     """

@@ -2,8 +2,8 @@
 
 import pytest
 
+from parsec.cluster.fleet import FleetSettings, missing_regions, parse_actor_name, plan_fleet
 from parsec.config import load
-from parsec.fleet import FleetSettings, missing_regions, parse_actor_name, plan_fleet
 
 
 def test_plan_is_per_region_and_names_round_trip():
@@ -38,7 +38,7 @@ def test_the_placement_region_wins_over_a_node_offering_several(monkeypatch):
     from libp2p.peer.id import ID
 
     from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
-    from parsec.fleet import server_config
+    from parsec.cluster.fleet import server_config
     from parsec.server.nodeinfo import ray_node_from
     from parsec.server.runtime import ServerRuntime
 

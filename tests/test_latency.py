@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 
 
 def test_default_matrix_is_the_published_one():

@@ -1,4 +1,4 @@
-"""Stale routing-table entries (parsec.stale): the listing probability and the per-pair draw."""
+"""Stale routing-table entries (parsec.model.stale): the listing probability and the per-pair draw."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from parsec.stale import STALE_ENTRIES, listing_probability, lists
+from parsec.model.stale import STALE_ENTRIES, listing_probability, lists
 
 
 def test_listing_probability_gives_the_stale_share_of_a_bucket():

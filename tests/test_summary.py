@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
-from parsec.summary import fleet_durations, format_speedups, print_summary
+from parsec.analysis.summary import format_speedups, print_summary
+from parsec.store.db import Repository, connect_pool
+from parsec.store.migrations import apply_migrations
 
 
 def test_speedups_name_the_fleet_kind_interval_and_n():
@@ -23,9 +25,6 @@ def test_speedups_name_the_fleet_kind_interval_and_n():
 
 
 def test_durations_come_from_the_contract_tables_successes_only(fresh_db, capsys):
-    from parsec.store.db import connect_pool
-    from parsec.store.migrations import apply_migrations
-
     async def scenario():
         pool = await connect_pool(fresh_db)
         try:
@@ -47,7 +46,7 @@ def test_durations_come_from_the_contract_tables_successes_only(fresh_db, capsys
             old = await pool.fetchval("INSERT INTO provides_ecs (scheduler_id, node_id, cid, duration, rt_size, "
                                       "created_at, step) VALUES ($1, $2, 'bafy', 500, 20, now() - interval '1 day', "
                                       "'DHT') RETURNING created_at", sched, nodes["default"])
-            return await fleet_durations(pool, ["default", "optprov"], since=old + timedelta(seconds=1))
+            return await Repository(pool).fleet_durations(["default", "optprov"], since=old + timedelta(seconds=1))
         finally:
             await pool.close()
 

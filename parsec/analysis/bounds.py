@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from parsec.analysis.load import DataError
 from parsec.analysis.stats import quantiles, successes
+from parsec.config import ReportSettings, load
 
 LAG = "trace_host_lag_ms"
 BOUND = "trace_path_bound_s"
@@ -35,9 +37,6 @@ def threshold_ms(value: str | float | None = None) -> float:
     """The host lag threshold in milliseconds: ``value`` (seconds or a Go duration, as the
     ``--host-lag-threshold`` flag takes it), else ``PARSEC_REPORT_HOST_LAG_THRESHOLD``, else
     50 ms. A bad value is a one-line `DataError` naming the flag or the variable."""
-    from parsec.analysis.load import DataError
-    from parsec.config import ReportSettings, load
-
     try:
         settings = load(ReportSettings, host_lag_threshold=value)
     except SystemExit as error:

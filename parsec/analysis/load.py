@@ -19,6 +19,7 @@ null there, as PostgreSQL rows without those values do.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 from collections import Counter
@@ -31,7 +32,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from parsec.config import FLEETS, DatabaseSettings, parse_duration
+from parsec.config import load as load_settings
 from parsec.kad.constants import NOT_FOUND
+from parsec.store.db import Repository, StoreError, connect_pool
+from parsec.store.embedded import EmbeddedPostgres, run_coroutine
 from parsec.store.parquet import FILE_SCHEMA, PARTITION_SCHEMA, TRACE_COLUMNS
 from parsec.store.records import FIELDS
 
@@ -204,8 +208,6 @@ def parquet_fleets(root: str | Path, sel: Selection = Selection()) -> Counter:
 # ---------------------------------------------------------------- PostgreSQL
 
 async def _fetch_postgres(database: DatabaseSettings, sel: Selection) -> list[dict]:
-    from parsec.store.db import Repository, connect_pool
-
     pool = await connect_pool(database, min_size=1, max_size=2)
     try:
         repo = Repository(pool)
@@ -220,11 +222,8 @@ async def _fetch_postgres(database: DatabaseSettings, sel: Selection) -> list[di
 
 def load_postgres(database: DatabaseSettings, sel: Selection = Selection()) -> pd.DataFrame:
     """The selected measurements from the parsec tables of ``database`` (possibly none)."""
-    from parsec.store.db import StoreError
-    from parsec.store.embedded import run_coroutine  # works inside Jupyter's running loop too
-
     try:
-        rows = run_coroutine(_fetch_postgres(database, sel))
+        rows = run_coroutine(_fetch_postgres(database, sel))  # works inside Jupyter's running loop too
     except StoreError as error:
         raise DataError(str(error)) from None
     return normalise(pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("date", "outcome")]))
@@ -385,9 +384,7 @@ def default_parquet_dir(cwd: Path | None = None) -> Path:
 
 def database_from_env() -> DatabaseSettings:
     try:
-        from parsec.config import load
-
-        return load(DatabaseSettings)
+        return load_settings(DatabaseSettings)
     except SystemExit as error:
         raise DataError(" ".join(str(error).split())) from None
 
@@ -400,8 +397,6 @@ def demo_postgres(data_dir: Path):
     or None when no cluster was ever created there."""
     if not (Path(data_dir) / "pgdata" / "PG_VERSION").exists():
         return None
-    from parsec.store.embedded import EmbeddedPostgres
-
     return EmbeddedPostgres(data_dir)
 
 
@@ -418,8 +413,6 @@ def analysis_database(cwd: Path | None = None, say=print) -> DatabaseSettings:
             return _embedded[data_dir].settings
         server = demo_postgres(data_dir)
         if server is not None:
-            import atexit
-
             try:
                 settings = server.start()
             except Exception as error:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 from parsec.analysis.load import DataError
 
+# nbformat, nbclient, nbconvert and jupyter_client are imported where they are used: they are
+# the optional `analysis` dependencies (`parsec report` names them when missing)
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = PACKAGE_ROOT / "notebooks"
 NOTEBOOKS = {"weekly": "weekly_report.ipynb", "fleets": "fleet_comparison.ipynb"}

@@ -75,7 +75,7 @@ class OptimisticProvide(ProvideOperation):
     answer names the same dead ids near the key, no rule finds more live peers than the
     answers name: go's rules then store on the live peers among its k closest, after
     waiting out the dead dials, as ours do. Measured in the simulator (1,000 peers, 45 % unreachable
-    ids, 15 % stale entries per table, ``parsec.stale``; 40 provides): all 20 of the true 20
+    ids, 15 % stale entries per table, ``parsec.model.stale``; 40 provides): all 20 of the true 20
     closest reachable peers among the store targets at p50 (15 with go's followup), the
     caller answered after 1.2 s p50 (1.6 s), for ≈5 more stores (25 targets p50, at most 30);
     with every table 45 % stale, 19 of 20 (13).

@@ -237,7 +237,7 @@ class ExternalPeers:
     def fill(self, everyone: list[WirePeer], ghosts: int = 0, listing: float = 1.0, timeout: float = 600.0) -> dict:
         """Fill every local routing table directly from the whole testbed's peers; the last
         ``ghosts`` are unreachable ids, each listed by a table with probability ``listing``
-        (the programs draw as ``parsec.stale.lists`` does)."""
+        (the programs draw as ``parsec.model.stale.lists`` does)."""
         return self._request({"cmd": "fill", "peers": [wire_peer_to_json(p) for p in everyone], "ghosts": ghosts,
                               "listing": listing}, timeout=timeout)
 

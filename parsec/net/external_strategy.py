@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 from libp2p.peer.id import ID
@@ -35,7 +35,22 @@ class ExternalTrace:
         return self.data
 
 
-class ExternalStrategy:
+@runtime_checkable
+class ExternalPeer(Protocol):
+    """What a strategy declares whose DHT peer is another program, not the server's own
+    libp2p host: the server starts it once its host runs, registers *its* identity, and
+    stops it at the end. A strategy without it (our engine's fleets, ``pylibp2p``) is the
+    host's peer itself."""
+
+    @property
+    def peer_id(self) -> str: ...  # base58, once started
+    @property
+    def peer_port(self) -> int: ...
+    async def start(self) -> WirePeer: ...
+    def stop(self) -> None: ...
+
+
+class ExternalStrategy(ExternalPeer):
     """One peer of ``implementation`` ("go" or "js") behind the DhtStrategy interface."""
 
     def __init__(self, implementation: str, *, protocol_id: str, latency=None, rpc_timeout: float = RPC_TIMEOUT) -> None:

@@ -17,6 +17,7 @@ from parsec.kad.constants import RPC_TIMEOUT
 from parsec.kad.trace import Trace
 from parsec.loops import TrioThread, freeze_long_lived, host_lag_ms
 from parsec.net import pylibp2p
+from parsec.net.external_strategy import ExternalPeer
 from parsec.net.strategies import DhtStrategy, make_strategy
 
 
@@ -66,7 +67,7 @@ class LocalFleets:
                     fleet, host, background, protocol_id=self.protocol_id, rpc_timeout=self.rpc_timeout,
                     latency=self.latency)
                 await stack.enter_async_context(host.run([listen]))
-                if hasattr(strategy, "start"):  # go / js: that implementation's program hosts the peer
+                if isinstance(strategy, ExternalPeer):  # go / js: that implementation's program hosts the peer
                     self.ids[fleet] = (await strategy.start()).peer_id
                     stack.push_async_callback(trio.to_thread.run_sync, strategy.stop)
                 else:

@@ -25,7 +25,7 @@ from libp2p.peer.id import ID
 
 from parsec.kad import PeerRef, RoutingTable, key_of
 from parsec.kad.constants import K, RPC_TIMEOUT
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 from parsec.net import pylibp2p, wire
 from parsec.net.wire import Message, WirePeer
 

@@ -85,7 +85,7 @@ def keypair(seed: bytes | None = None) -> KeyPair:
 
 
 def keypair_in(region: str, model) -> KeyPair:
-    """An identity whose peer id the latency model (``parsec.latency.LatencyModel``) places
+    """An identity whose peer id the latency model (``parsec.model.latency.LatencyModel``) places
     in ``region``: drawn until one lands there. ValueError if the model places nobody there."""
     if region not in model.regions or model.weights[model.index(region)] <= 0:
         raise ValueError(f"the latency model places no peer in region {region!r}")

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from parsec.config import DatabaseSettings
+from parsec.store.db import Repository, connect_pool
 from parsec.store.journal import read_issued
+from parsec.store.parquet import read_dataset
 
 
 @dataclass
@@ -45,24 +47,14 @@ class Audit:
 async def audit(database: DatabaseSettings, journal: Path, parquet_dir: Path | None) -> Audit:
     """Compare the operations ``journal`` (and its archive) says were issued with the rows
     of their schedulers in Postgres and the rows in ``parquet_dir``."""
-    from parsec.store.db import connect_pool
-    from parsec.store.parquet import read_dataset
-
     issued = read_issued(journal)
     schedulers = sorted({intent.scheduler_id for intent in issued.values()})
     pool = await connect_pool(database)
     try:
-        rows = await pool.fetch(
-            "SELECT m.op_id, t.error FROM ("
-            "  SELECT 'provide' AS kind, id, scheduler_id, error FROM provides_ecs"
-            "  UNION ALL SELECT 'retrieval', id, scheduler_id, error FROM retrievals_ecs) t"
-            " LEFT JOIN measurements m ON m.kind = t.kind AND m.row_id = t.id"
-            " WHERE t.scheduler_id = ANY($1::int[])",
-            schedulers,
-        )
+        rows = await Repository(pool).scheduler_operations(schedulers)
     finally:
         await pool.close()
-    in_postgres = Counter(row["op_id"].hex if row["op_id"] is not None else None for row in rows)
+    in_postgres = Counter(row["op_id"] for row in rows)
     errors = Counter((row["error"] or "")[:60] for row in rows if row["error"] is not None)
     frame = read_dataset(parquet_dir) if parquet_dir is not None and Path(parquet_dir).exists() else None
     in_parquet = Counter(frame["op_id"]) if frame is not None else Counter()

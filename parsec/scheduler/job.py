@@ -33,11 +33,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import start_http_server
+
 from parsec.config import DatabaseSettings, SchedulerSettings, TelemetrySettings, load
-from parsec.scheduler.loop import RoundReport, Scheduler, SchedulerMetrics
-from parsec.scheduler.sinks import DurableSink, Sink, journal_path
-from parsec.store.db import StoreError
+from parsec.scheduler.loop import RoundReport, Scheduler, SchedulerMetrics, register_scheduler
+from parsec.scheduler.sinks import DurableSink, journal_path
+from parsec.store.db import Repository, StoreError, connect_pool
 from parsec.store.journal import Journal, JournalBusy
+from parsec.store.migrations import apply_migrations
 
 log = logging.getLogger("parsec.scheduler")
 
@@ -106,19 +109,16 @@ def print_round(report: RoundReport, label: str = "") -> None:
 
 async def _start_loop(settings: SchedulerSettings, repo, database: DatabaseSettings, metrics_port: int | None,
                       label: str, metrics_host: str = "127.0.0.1") -> Scheduler:
-    from parsec.store.parquet import ParquetSink
-
     # the journal's lock first: a second scheduler of the same fleets and database stops
     # here, before it registers a schedulers_ecs row
     journal = Journal(journal_path(settings.spool_dir, settings.fleets, database.redacted()),
                       sinks=("pg", "pq") if settings.parquet_dir is not None else ("pg",),
                       archive=settings.spool_archive)
     journal.open()
+    from parsec.store.parquet import ParquetSink  # pandas and pyarrow: not at every `parsec` start
+
     try:
-        metrics = SchedulerMetrics()
-        scheduler = Scheduler(settings, repo, Sink(), metrics=metrics,
-                              on_round=lambda report: print_round(report, label))
-        scheduler_id = await scheduler.register({"host": socket.gethostname()})
+        scheduler_id = await register_scheduler(repo, settings, {"host": socket.gethostname()})
         writer = None
         if settings.parquet_dir is not None:
             writer = ParquetSink(settings.parquet_dir, rotate_rows=settings.parquet_rotate_rows,
@@ -133,10 +133,10 @@ async def _start_loop(settings: SchedulerSettings, repo, database: DatabaseSetti
               f"in flight when the previous scheduler died recorded as killed; {recovered['to_postgres']} record(s) "
               f"for Postgres, {recovered['to_parquet']} for Parquet ({recovered['already_in_parquet']} already there)",
               flush=True)
-    scheduler.sink = sink
+    metrics = SchedulerMetrics()
+    scheduler = Scheduler(settings, repo, sink, metrics=metrics, on_round=lambda report: print_round(report, label),
+                          scheduler_id=scheduler_id)
     if metrics_port is not None:
-        from prometheus_client import start_http_server
-
         start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
     return scheduler
 
@@ -170,9 +170,6 @@ async def run_job(loops: list[SchedulerSettings], database: DatabaseSettings,
                   metrics_host: str = "127.0.0.1") -> JobOutcome:
     """``run_loops``, and what Postgres did not get (kept in each loop's spool). Loop i serves
     its metrics on ``metrics_host:metrics_port + i`` when a port is given."""
-    from parsec.store.db import Repository, connect_pool
-    from parsec.store.migrations import apply_migrations
-
     pool = await connect_pool(database, max_size=2 + 2 * len(loops))
     try:
         await apply_migrations(pool)

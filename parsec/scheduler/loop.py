@@ -108,26 +108,35 @@ class RoundReport:
     offline: list[int] = field(default_factory=list)
 
 
+async def register_scheduler(repo, settings: SchedulerSettings, dependencies: dict | None = None) -> int:
+    """The ``schedulers_ecs`` row of one loop's start: its id tags every record the loop
+    writes (and names its Parquet files), so a job registers it before building the sinks."""
+    deps = {"implementation": "parsec-py", "pid": os.getpid(), **(dependencies or {})}
+    return await repo.insert_scheduler(list(settings.fleets), deps)
+
+
 class Scheduler:
     """One scheduler loop over a set of fleets (one ``schedulers_ecs`` row per start)."""
 
     def __init__(self, settings: SchedulerSettings, repo, sink: Sink, *,
                  metrics: SchedulerMetrics | None = None,
-                 on_round: Callable[[RoundReport], None] | None = None) -> None:
+                 on_round: Callable[[RoundReport], None] | None = None,
+                 scheduler_id: int | None = None) -> None:
+        """``scheduler_id``: the ``schedulers_ecs`` row already registered for this loop
+        (``register_scheduler``); None registers one at the first ``run``."""
         self.settings = settings
         self.repo = repo
         self.sink = sink
         self.metrics = metrics or SchedulerMetrics()
         self.on_round = on_round
         self.cursor = RoundRobin()
-        self.scheduler_id: int | None = None
+        self.scheduler_id = scheduler_id
         self._client: ServerClient | None = None
         self._nodes = None  # the last discovery, measured on while the database is unreachable
         self._abort = asyncio.Event()  # set stop_grace seconds after stop: cancel what is in flight
 
     async def register(self, dependencies: dict | None = None) -> int:
-        deps = {"implementation": "parsec-py", "pid": os.getpid(), **(dependencies or {})}
-        self.scheduler_id = await self.repo.insert_scheduler(list(self.settings.fleets), deps)
+        self.scheduler_id = await register_scheduler(self.repo, self.settings, dependencies)
         return self.scheduler_id
 
     async def run(self, stop: asyncio.Event | None = None) -> list[RoundReport]:

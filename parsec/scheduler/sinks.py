@@ -19,6 +19,7 @@ import math
 import time
 from pathlib import Path
 
+from parsec.store.db import is_unreachable
 from parsec.store.journal import Intent, Journal
 from parsec.store.records import MeasurementRecord
 
@@ -90,7 +91,7 @@ class DurableSink(Sink):
         ``SCHEDULER_KILLED``; records Parquet lacks are written there unless a file already
         holds them; everything Postgres lacks is queued (it skips op_ids it has).
         """
-        from parsec.store.parquet import partition_of, published_op_ids
+        from parsec.store.parquet import partition_of, published_op_ids  # pandas: only a durable sink's start
 
         ops = self.journal.ops.values()
         killed = [op.intent.killed_record() for op in ops if op.record is None and op.intent is not None]
@@ -149,8 +150,6 @@ class DurableSink(Sink):
 
     async def _drain(self) -> None:
         """Write what Postgres lacks, oldest first; on failure wait ``retry_seconds``."""
-        from parsec.store.db import is_unreachable
-
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -181,8 +180,6 @@ class DurableSink(Sink):
         """A data error (not an outage): write the batch one record at a time, so one bad
         record holds back only itself; the bad ones stay in the journal and are tried again
         every ``reject_retry`` seconds (and at the next start)."""
-        from parsec.store.db import is_unreachable
-
         log.error("Postgres refused a batch of %d records (%s); writing them one by one", len(batch), error)
         for record in batch:
             try:

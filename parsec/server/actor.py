@@ -1,4 +1,4 @@
-"""The parsec server as a plain class for a Ray actor (options applied in parsec.deploy).
+"""The parsec server as a plain class for a Ray actor (options applied in parsec.cluster.deploy).
 
 Constructing it starts the server, so when Ray restarts a crashed actor the new instance
 comes back by itself: a new peer, a new ``nodes_ecs`` row, joined the honest way. The row's
@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+import psutil
 from pydantic import BaseModel, Field
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
@@ -61,8 +62,6 @@ class ParsecServerActor:
 
     def status(self) -> dict:
         """The runtime's status, where it runs and what it costs (this process's CPU and RSS)."""
-        import psutil
-
         status = self.runtime.refresh_status()
         process = psutil.Process(os.getpid())
         cpu = process.cpu_times()
@@ -74,7 +73,7 @@ class ParsecServerActor:
 
     def cut_off(self, regions: list[str]) -> None:
         """Cut these regions off for this server's peer (``[]`` restores): a fault test's
-        and the chaos bench's runtime control (``parsec.latency``, "Outage")."""
+        and the chaos bench's runtime control (``parsec.model.latency``, "Outage")."""
         if self.runtime.latency is None:
             raise ValueError("this server emulates no latency, so it has no regions to cut off")
         self.runtime.latency.cut_off(regions)
@@ -86,7 +85,7 @@ class ParsecServerActor:
 def _ray_actor_id() -> str | None:
     """This actor's id (the same for every incarnation), or None outside a Ray actor."""
     try:
-        import ray
+        import ray  # here: the actor class also runs without Ray (tests), and then ray need not be imported
 
         return ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
     except Exception:

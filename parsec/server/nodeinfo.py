@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from importlib.metadata import version
 
+import psutil
+
 from parsec.config import ServerSettings, region_from_env
 
 
@@ -81,7 +83,7 @@ def ray_node_from(node_id: str, ip: str, resources: dict) -> RayNode:
 def current_ray_node() -> RayNode | None:
     """The Ray node of this worker process, or None outside Ray."""
     try:
-        import ray
+        import ray  # here, not at module top: `parsec server` runs without Ray (and needs no Ray import)
 
         if not ray.is_initialized():
             return None
@@ -95,8 +97,6 @@ def current_ray_node() -> RayNode | None:
 
 
 def machine_resources() -> tuple[int, int]:
-    import psutil
-
     return os.cpu_count() or 1, int(psutil.virtual_memory().total / (1 << 20))
 
 

@@ -7,9 +7,11 @@ overhead), while asyncpg registration and heartbeats run on an asyncio loop in a
 
 Readiness means something here (the original always answers 200): the routing table
 holds at least ``min_routing_table`` peers after an honest bootstrap, the start-up delay
-passed, and the ``nodes_ecs`` row exists. Heartbeats are written only while ready. If the
-scheduler marked this node offline and it is ready again, it registers a fresh row rather
-than silently clearing the mark (a deliberate, visible re-admission).
+passed, and the ``nodes_ecs`` row exists. Heartbeats are written only while ready.
+
+This module holds the lifecycle; the parts it runs are named for what they hold: the
+bootstrap list (``bootstrap``), the HTTP socket and hypercorn (``listen``), the identity
+and region (``identity``), the ``nodes_ecs`` row and its heartbeats (``heartbeat``).
 """
 
 from __future__ import annotations
@@ -18,120 +20,26 @@ import logging
 import socket
 import sys
 import time
-from dataclasses import dataclass
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
-from libp2p.peer.id import ID
 
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings
 from parsec.loops import AsyncioThread, TrioThread, freeze_long_lived
 from parsec.net import ports, pylibp2p
+from parsec.net.external_strategy import ExternalPeer
 from parsec.net.strategies import DhtStrategy, make_strategy
-from parsec.net.wire import WirePeer
 from parsec.server import nodeinfo
 from parsec.server.app import create_app
+from parsec.server.bootstrap import parse_bootstrap, resolve_dns_addrs
+from parsec.server.heartbeat import Registration
+from parsec.server.identity import server_identity
+from parsec.server.listen import bind_socket, http_config, serve_http
 from parsec.server.metrics import ServerMetrics
+from parsec.server.status import ServerStatus
 from parsec.server.strategy_backend import StrategyBackend
+from parsec.store.db import NodeInfo
 
 log = logging.getLogger("parsec.server")
-
-
-@dataclass
-class ServerStatus:
-    peer_id: str = ""
-    region: str = ""
-    http_host: str = ""
-    http_port: int = 0
-    peer_port: int = 0
-    node_id: int | None = None
-    joined: bool = False
-    ready: bool = False
-    heartbeats: int = 0  # written while ready; the scheduler discovers nodes by them
-    routing_table_size: int = 0
-    error: str = ""
-
-
-def parse_bootstrap(addrs: list[str]) -> list[WirePeer]:
-    """``/ip4/…/tcp/…/p2p/<id>`` strings as wire peers; bad entries are reported, skipped."""
-    import multiaddr
-
-    peers = []
-    for text in addrs:
-        try:
-            addr = multiaddr.Multiaddr(text)
-            peer_id = ID.from_base58(addr.get_peer_id())
-            transport = addr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer_id.to_base58()}"))
-            peers.append(WirePeer.of(peer_id, [transport]))
-        except Exception as error:
-            log.warning("skipping bootstrap address %r: %s", text, error)
-    return peers
-
-
-DNS_PROTOCOLS = ("dns", "dns4", "dns6", "dnsaddr")
-
-
-async def resolve_dns_addrs(addrs: list[str], resolve=None) -> list[str]:
-    """Bootstrap addresses with DNS names (amino's ``/dnsaddr/bootstrap.libp2p.io/p2p/…``)
-    resolved to the ``/ip4|ip6/…/tcp/…/p2p/…`` addresses our TCP transport dials.
-
-    ``resolve`` maps one multiaddr to its resolutions (default: py-multiaddr's DNS
-    resolver). Addresses without a DNS part pass unchanged; a name that does not resolve
-    is logged and dropped, so the others still bootstrap.
-    """
-    import multiaddr
-
-    if resolve is None:
-        async def resolve(addr):
-            return await addr.resolve()
-
-    out: list[str] = []
-    for text in addrs:
-        try:
-            addr = multiaddr.Multiaddr(text)
-            if not any(proto.name in DNS_PROTOCOLS for proto in addr.protocols()):
-                out.append(text)
-                continue
-            peer = addr.get_peer_id()
-            for resolved in await resolve(addr):
-                names = [proto.name for proto in resolved.protocols()]
-                if names[:2] not in (["ip4", "tcp"], ["ip6", "tcp"]) or set(names) - {"ip4", "ip6", "tcp", "p2p"}:
-                    continue  # quic, websockets, …: not our transport
-                if resolved.get_peer_id() is None and peer:
-                    resolved = resolved.encapsulate(multiaddr.Multiaddr(f"/p2p/{peer}"))
-                if peer is None or resolved.get_peer_id() == peer:
-                    out.append(str(resolved))
-        except Exception as error:
-            log.warning("cannot resolve bootstrap address %r: %s", text, error)
-    return list(dict.fromkeys(out))
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind the HTTP socket ourselves: a busy port is a clear error, not a sys.exit; port 0
-    is a free port the original's ``nodes_ecs`` can store (``ports.CHOSEN_RANGE``)."""
-    try:
-        sock = ports.bind_tcp(host, port)
-    except ports.NoFreePort as error:
-        raise RuntimeError(f"cannot bind the HTTP API: {error}") from None
-    except OSError as error:
-        raise RuntimeError(f"cannot bind the HTTP API to {host}:{port}: {error.strerror}") from None
-    sock.listen(1024)
-    return sock
-
-
-def http_config(settings: ServerSettings, sock: socket.socket) -> HypercornConfig:
-    """hypercorn serving on ``sock`` (which it then owns) with the server's limits."""
-    config = HypercornConfig()
-    config.bind = [f"fd://{sock.detach()}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("parsec.server.http")
-    # hypercorn's idle timer runs from the connection's start until a request head is complete,
-    # so it bounds the time a head may take (slow or silent clients) as well as keep-alive
-    config.keep_alive_timeout = settings.idle_timeout
-    config.h11_max_incomplete_size = settings.max_header_bytes  # bigger request heads: refused
-    config.read_timeout = settings.body_timeout  # a client silent mid-body is dropped
-    return config
 
 
 class ServerRuntime:
@@ -141,7 +49,6 @@ class ServerRuntime:
                  *, bootstrap: list[str] | None = None, cmd: str | None = None,
                  ray_node: nodeinfo.RayNode | None = None, retire_same_cmd: bool = False) -> None:
         self.settings = server
-        self.retire_same_cmd = retire_same_cmd  # rows with our cmd are earlier incarnations (a Ray actor's)
         self.ray_node = ray_node  # where Ray placed us: region, resources, address
         self.network = network
         self.database = database
@@ -152,30 +59,14 @@ class ServerRuntime:
         self._trio = TrioThread("parsec-server", watch_lag=True)
         self._db = AsyncioThread("parsec-db")
         self._strategy: DhtStrategy | None = None
-        self._repo = None
-        self._pool = None
+        self._registration = Registration(database, self.status, heartbeat_interval=server.heartbeat_interval,
+                                          retire_same_cmd=retire_same_cmd)
         self._heartbeat_future = None
         self._http_cancel: trio.CancelScope | None = None
         self.metrics = ServerMetrics()  # served at /metrics (and on the telemetry port by `parsec server`)
         self.latency = network.latency_model()
-        self._key, self.region = self._identity()
+        self._key, self.region = server_identity(server, ray_node, self.latency)
         self.status.region = self.region
-
-    def _identity(self):
-        """A libp2p identity, and the region this server reports.
-
-        Under WAN emulation a peer's region follows from its id (parsec.latency), so the
-        server draws identities until one lands in its configured region; a region the
-        model does not place peers in gives way to the identity's own region.
-        """
-        wanted = self.settings.region or nodeinfo.region(self.ray_node)
-        model = self.latency
-        if model is None:
-            return pylibp2p.keypair(), wanted
-        if wanted in model.regions and model.weights[model.index(wanted)] > 0:
-            return pylibp2p.keypair_in(wanted, model), wanted
-        key = pylibp2p.keypair()
-        return key, model.region_of(ID.from_pubkey(key.public_key).to_bytes())
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -193,21 +84,22 @@ class ServerRuntime:
         self.status.http_port = sock.getsockname()[1]
         self._trio.start_service(self._serve_http, sock)
         self._trio.run_sync(self._trio.nursery.start_soon, self._join)
-        self._heartbeat_future = self._db.submit(self._register_and_heartbeat())
+        self._heartbeat_future = self._db.submit(self._registration.run(self._node_info, self.is_ready))
         return self.status
 
     def stop(self) -> None:
         """Graceful: mark the row offline, stop HTTP and the peer."""
         if self._heartbeat_future is not None:
             self._heartbeat_future.cancel()
-        if self._repo is not None and self.status.node_id is not None:
+        registration = self._registration
+        if registration.registered:
             try:
-                self._db.run(self._repo.mark_offline([self.status.node_id]), timeout=10)
+                self._db.run(registration.mark_offline(), timeout=10)
             except Exception as error:
                 log.warning("could not mark node %s offline: %s", self.status.node_id, error)
-        if self._pool is not None:
+        if registration.pool is not None:
             try:
-                self._db.run(self._pool.close(), timeout=10)
+                self._db.run(registration.pool.close(), timeout=10)
             except Exception:
                 pass
         self._trio.stop()
@@ -245,22 +137,23 @@ class ServerRuntime:
                 self._strategy = strategy
                 self.status.peer_id = host.get_id().to_base58()
                 self.status.peer_port = int(pylibp2p.listen_addrs(host)[0].value_for_protocol("tcp"))
-                if hasattr(strategy, "start"):  # another implementation's peer does the DHT work
-                    await strategy.start()
-                    self.status.peer_id, self.status.peer_port = strategy.peer_id, strategy.peer_port
+                external = strategy if isinstance(strategy, ExternalPeer) else None
+                if external is not None:  # another implementation's peer does the DHT work
+                    await external.start()
+                    self.status.peer_id, self.status.peer_port = external.peer_id, external.peer_port
                 task_status.started()
                 try:
                     await trio.sleep_forever()
                 finally:
-                    if hasattr(strategy, "stop"):
-                        strategy.stop()
+                    if external is not None:
+                        external.stop()
 
     async def _serve_http(self, sock: socket.socket, task_status=trio.TASK_STATUS_IGNORED) -> None:
         config = http_config(self.settings, sock)
         backend = StrategyBackend(self._strategy, self.is_ready, self._trio.nursery.start_soon, lag=self._trio.lag)
         app = create_app(backend, self.settings, metrics=self.metrics)
         task_status.started()
-        await hypercorn_serve(app, config)
+        await serve_http(app, config)
 
     async def _join(self) -> None:
         """Dial the bootstrap peers, self-lookup, refresh buckets; retry until joined."""
@@ -290,46 +183,14 @@ class ServerRuntime:
 
     # -- asyncio side -----------------------------------------------------------
 
-    async def _register_and_heartbeat(self) -> None:
-        import asyncio
-
-        from parsec.store.db import NodeInfo, Repository, connect_pool
-        from parsec.store.migrations import apply_migrations
-
-        while self._pool is None:
-            try:
-                self._pool = await connect_pool(self.database)
-                await apply_migrations(self._pool)
-            except Exception as error:
-                self._pool = None
-                self.status.error = f"database: {error}"
-                log.warning("%s; retrying in 5s", self.status.error)
-                await asyncio.sleep(5)
-        self._repo = Repository(self._pool)
+    def _node_info(self) -> NodeInfo:
+        """The row this server registers: where it runs, what it is, how to reach it (asked
+        once the database answers, on the asyncio loop: the ECS metadata is a request)."""
         cpu, memory, ecs_ip = nodeinfo.resources(nodeinfo.ecs_metadata(), self.ray_node)
-        info = NodeInfo(
+        return NodeInfo(
             cpu=cpu, memory=memory, peer_id=self.status.peer_id,
             region=self.region, cmd=self.cmd, fleet=self.settings.fleet,
             dependencies=nodeinfo.dependencies(self._strategy.dependencies()),
             ip_address=nodeinfo.advertised_ip(self.settings, ecs_ip, self.ray_node), server_port=self.status.http_port,
             peer_port=self.status.peer_port,
         )
-        self.status.node_id = await self._repo.insert_node(info)
-        if self.retire_same_cmd:
-            try:
-                await self._repo.retire_other_rows(info.cmd, self.status.node_id)
-            except Exception as error:  # the scheduler's readiness check marks them later
-                log.warning("could not mark earlier rows of %r offline: %s", info.cmd, error)
-        while True:
-            if self.is_ready():
-                try:
-                    if not await self._repo.heartbeat(self.status.node_id):
-                        log.warning("node %s was marked offline; registering again", self.status.node_id)
-                        self.status.node_id = await self._repo.insert_node(info)
-                        await self._repo.heartbeat(self.status.node_id)
-                    self.status.heartbeats += 1
-                except Exception as error:  # a database outage must not end the server
-                    log.warning("heartbeat failed: %s", error)
-                await asyncio.sleep(self.settings.heartbeat_interval)
-            else:
-                await asyncio.sleep(0.5)

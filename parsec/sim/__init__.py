@@ -6,5 +6,5 @@ libp2p streams: a population of 25,000+ peers with a fill-model routing table ea
 (``population``), the region latency matrix with per-peer jitter, unreachable ids, dial
 timeouts and backoff (``network``), churn (``churn``), measured servers that join the
 honest way (``node``), the real scheduler's round logic (``rounds``) and the real runs'
-records and Parquet writer (``run``, ``cli``: ``parsec simulate``).
+records and Parquet writer (``run``; the command ``parsec simulate`` is ``parsec.cli.simulate``).
 """

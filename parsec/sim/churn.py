@@ -1,7 +1,7 @@
 """Reachable peers leave and come back during a run, on the virtual clock.
 
 The model is the testbed's, the very schedule it runs on real peers
-(``parsec.churn.ChurnSchedule``: sessions and gaps exponential with median
+(``parsec.model.churn.ChurnSchedule``: sessions and gaps exponential with median
 ``median_session``, default 2 h, ProbeLab RFM 2), over the simulated population's reachable
 peers. A peer that left keeps its stale entries in every table (dials to it are refused)
 and its records are out of reach until it returns with the same key, as a restarted node.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from parsec.churn import ChurnSchedule
+from parsec.model.churn import ChurnSchedule
 from parsec.sim.engine import EventLoop
 from parsec.sim.population import Population
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from parsec.kad import DELIVERED, Failure, Key, Outcome, PeerRef, Reply, RoutingTable
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 from parsec.sim.engine import EventLoop
 from parsec.sim.population import Population
 

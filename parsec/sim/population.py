@@ -13,7 +13,7 @@ exactly ``c`` leading bits with it) holds ``min(k, |bucket range|)`` reachable p
 uniformly at random, without replacement, from the reachable ids in that range. So deep
 buckets hold every peer near the owner, far buckets a random ``k`` of a huge range (routing
 then takes the usual ``≈ log2(N/k)/log2(k)``-ish hops, not one). Unreachable ids are the
-stale entries, listed as ``parsec.stale`` models them: each table lists each unreachable
+stale entries, listed as ``parsec.model.stale`` models them: each table lists each unreachable
 id of its buckets' ranges with a probability that makes ``stale_entries`` (RFM 19: 15 %) of
 a bucket's entries stale — few tables list a given dead id, as on the public DHT, where
 crawls see many dead ids but each table holds few. Without ``stale_entries`` every
@@ -35,7 +35,7 @@ import numpy as np
 
 from parsec.kad import KEY_BITS, Key, PeerRef
 from parsec.kad.fullrt import closest_in_sorted
-from parsec.stale import listing_probability
+from parsec.model.stale import listing_probability
 
 ID_PREFIX = b"\x00\x24\x08\x01\x12\x20"
 """A simulated peer id: an identity multihash of an ed25519 public key's protobuf, as real
@@ -71,7 +71,7 @@ class Population:
         """``peers`` reachable peers plus as many unreachable ids as make ``unreachable``
         of all ids, placed by ``region_weights`` with lognormal extra round trips, and the
         reachable peers' tables filled (module docstring) with ``stale_entries`` of their
-        entries unreachable (``parsec.stale``; None: the population's share). Deterministic
+        entries unreachable (``parsec.model.stale``; None: the population's share). Deterministic
         in ``seed``."""
         if not 0 <= unreachable < 1:
             raise ValueError(f"unreachable must be in [0, 1), got {unreachable}")
@@ -200,7 +200,7 @@ def fill_tables(keys: Sequence[int], owners: np.ndarray, k: int, rng: np.random.
     Returns ``(members, bounds)``: owner ``j``'s entries (indices, in key order) are
     ``members[bounds[j]:bounds[j+1]]``.
 
-    ``stale`` — ``(reachable mask, q, p)`` — lists unreachable ids the way ``parsec.stale``
+    ``stale`` — ``(reachable mask, q, p)`` — lists unreachable ids the way ``parsec.model.stale``
     models them: the buckets are filled from the reachable ids alone, and then each
     unreachable id of a bucket's range is listed with probability ``q`` (where the range
     has no more than ``k`` of them; where it has more, ``k`` are drawn and each kept with

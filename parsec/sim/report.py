@@ -4,7 +4,8 @@ The functions take what ``parsec.store.parquet.read_dataset`` returns (one row p
 measurement: ``kind``, ``fleet``, ``region``, ``duration``, ``error``, ``rt_size``, …), so
 the CLI's closing table and ``bench/calibrate.py`` read a simulated run exactly as a
 notebook reads a real one. Percentiles interpolate linearly (PostgreSQL's
-``percentile_cont``, as ``parsec.summary`` queries them) over successful measurements.
+``percentile_cont``, as ``Repository.fleet_summary`` queries them) over successful
+measurements.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def successes(frame: pd.DataFrame, kind: str, *, fleet: str | None = None, min_r
 
 def fleet_summary(frame: pd.DataFrame) -> dict[str, dict[str, dict]]:
     """``{fleet: {"provides": {...}, "retrievals": {...}}}`` in the shape of
-    ``parsec.summary.fleet_summary``, for ``parsec.summary.format_summary``."""
+    ``parsec.store.db.Repository.fleet_summary``, for ``parsec.analysis.summary.format_summary``."""
     out: dict[str, dict[str, dict]] = {}
     for fleet in sorted(frame["fleet"].unique()) if len(frame) else []:
         for label, kind in (("provides", "provide"), ("retrievals", "retrieval")):

@@ -16,16 +16,19 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from parsec.kad import PeerRef
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 from parsec.sim.churn import Churn
 from parsec.sim.engine import EventLoop
 from parsec.sim.network import SimNetwork, Transport
 from parsec.sim.node import Deadlines, SharedCrawl, SimServer
 from parsec.sim.population import ID_PREFIX, Population
+from parsec.sim.report import fleet_summary, records_frame
 from parsec.sim.rounds import FleetScheduler, RoundReport
 from parsec.sim.settings import PUBLIC_POPULATION, SimSettings, parse_weights
+from parsec.store.parquet import ParquetSink
 from parsec.store.records import MeasurementRecord
 
 Progress = Callable[[str], None]
@@ -176,6 +179,38 @@ class Simulation:
         stats.rpcs = self.network.rpcs
         stats.churn_leaves, stats.churn_returns = self.churn.leaves, self.churn.returns
         return stats
+
+
+@dataclass
+class Outcome:
+    """What ``simulate`` did: the run's statistics, its summary, where the files are."""
+
+    stats: RunStats
+    summary: dict
+    files: list[Path]
+
+
+def simulate(settings, progress=None) -> Outcome:
+    """Build, join, run every fleet's rounds and write the dataset (``settings.output``)."""
+    simulation = Simulation(settings, progress)
+    simulation.join()
+    sink = None
+    if settings.output is not None:
+        sink = ParquetSink(settings.output, writer_id=f"sim-seed{settings.seed}", rotate_rows=10_000,
+                           rotate_seconds=3600)
+    records = []
+
+    def write(batch) -> None:
+        records.extend(batch)
+        if sink is not None:
+            sink.write(batch)
+
+    try:
+        stats = simulation.run(write)
+    finally:
+        if sink is not None:
+            sink.close()
+    return Outcome(stats, fleet_summary(records_frame(records)), [] if sink is None else sink.files_written)
 
 
 def _round_line(report: RoundReport, done: int, total: int, now: float) -> str:

@@ -11,7 +11,7 @@ results and how far):
   15 s (go-libp2p's swarm dial timeout for public addresses; 5 s is its local one).
   ``stale_entries`` 0.15: the share of a routing table's entries that are such ids
   (ProbeLab RFM 19: ≈15 % in non-full buckets); few tables list a given dead id
-  (``parsec.stale``).
+  (``parsec.model.stale``).
   ``dial_refused`` 0.4: that share of the unreachable ids fails fast instead — the dial is
   refused after one round trip (a host that is up, its port closed). Nebula's crawls log
   both "connection refused" and "i/o timeout" among the top dial errors; no published
@@ -49,7 +49,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from parsec.kad.fleets import ENGINE_STRATEGIES
 
 from parsec.config import DEFAULT_STATE_DIR, CsvList, Seconds, ServerSettings
-from parsec.stale import STALE_ENTRIES
+from parsec.model.stale import STALE_ENTRIES
 
 SIM_FLEETS = ENGINE_STRATEGIES
 """The fleets the simulator runs: the engine's (other implementations run only for real)."""

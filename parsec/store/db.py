@@ -172,6 +172,30 @@ SELECT count(*) FROM fresh
 """
 
 
+# The demo's closing table (``parsec.analysis.summary``), per result table: counts and
+# percentile_cont quantiles of the successes per fleet, of the measurements made since $2
+_FLEET_SUMMARY = """
+SELECT n.fleet,
+       count(*)                                                       AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.duration)
+           FILTER (WHERE r.error IS NULL)                              AS p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY r.duration)
+           FILTER (WHERE r.error IS NULL)                              AS p90,
+       count(*) FILTER (WHERE r.error IS NOT NULL AND r.error <> 'not found') AS errors,
+       count(*) FILTER (WHERE r.error = 'not found')                   AS not_found
+FROM {table} r JOIN nodes_ecs n ON n.id = r.node_id
+WHERE n.fleet = ANY($1::text[]) AND r.created_at >= $2
+GROUP BY n.fleet ORDER BY n.fleet
+"""
+
+_FLEET_DURATIONS = """
+SELECT n.fleet, r.duration FROM {table} r JOIN nodes_ecs n ON n.id = r.node_id
+WHERE n.fleet = ANY($1::text[]) AND r.created_at >= $2 AND r.error IS NULL
+"""
+
+_SUMMARY_TABLES = (("provides", "provides_ecs"), ("retrievals", "retrievals_ecs"))
+
+
 def _result_table(kind: str) -> str:
     try:
         return _RESULT_TABLES[kind]
@@ -347,6 +371,38 @@ class Repository:
         )
         return _with_hex_op_ids(rows)
 
+
+    async def fleet_summary(self, fleets: list[str], since: datetime) -> dict[str, dict[str, dict]]:
+        """``{fleet: {"provides": {...}, "retrievals": {...}}}`` straight from the contract tables,
+        of the measurements made ``since`` (a run's own: the demo's database outlives runs): each
+        kind's n, p50 and p90 of the successes, errors and not_found."""
+        out: dict[str, dict[str, dict]] = {fleet: {} for fleet in fleets}
+        for kind, table in _SUMMARY_TABLES:
+            for row in await self.pool.fetch(_FLEET_SUMMARY.format(table=table), fleets, since):
+                out.setdefault(row["fleet"], {})[kind] = dict(row)
+        return out
+
+    async def fleet_durations(self, fleets: list[str], since: datetime) -> dict[str, dict[str, list[float]]]:
+        """``{kind: {fleet: [successful durations]}}`` from the contract tables, made ``since``."""
+        out: dict[str, dict[str, list[float]]] = {}
+        for kind, table in _SUMMARY_TABLES:
+            per_fleet = out.setdefault(kind, {fleet: [] for fleet in fleets})
+            for row in await self.pool.fetch(_FLEET_DURATIONS.format(table=table), fleets, since):
+                per_fleet[row["fleet"]].append(float(row["duration"]))
+        return out
+
+    async def scheduler_operations(self, scheduler_ids: list[int]) -> list[dict]:
+        """``op_id`` (uuid4 hex; None for a row without a ``measurements`` entry) and ``error`` of
+        every provides_ecs and retrievals_ecs row these schedulers wrote (``parsec.scheduler.audit``)."""
+        rows = await self.pool.fetch(
+            "SELECT m.op_id, t.error FROM ("
+            "  SELECT 'provide' AS kind, id, scheduler_id, error FROM provides_ecs"
+            "  UNION ALL SELECT 'retrieval', id, scheduler_id, error FROM retrievals_ecs) t"
+            " LEFT JOIN measurements m ON m.kind = t.kind AND m.row_id = t.id"
+            " WHERE t.scheduler_id = ANY($1::int[])",
+            scheduler_ids,
+        )
+        return _with_hex_op_ids(rows)
 
 def fetch_rows(settings: DatabaseSettings, sql: str, *args: object) -> list[dict]:
     """Rows of one query as dicts, from synchronous code (benchmarks, audits, tests): a pool

@@ -1,4 +1,4 @@
-"""Testbed shards as plain classes for Ray actors (options applied in parsec.deploy):
+"""Testbed shards as plain classes for Ray actors (options applied in parsec.cluster.deploy):
 py-libp2p peers in this process, or Go / Node.js peers in a child program."""
 
 from __future__ import annotations

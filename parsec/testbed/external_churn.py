@@ -1,6 +1,6 @@
 """Churn for the Go and js testbed peers: the schedule stays in Python, the programs obey.
 
-The py shard runs ``parsec.churn.ChurnSchedule`` on its trio clock; a Go or Node program
+The py shard runs ``parsec.model.churn.ChurnSchedule`` on its trio clock; a Go or Node program
 hosting many peers gets the same schedule from here, as ``leave`` / ``rejoin`` commands of
 its control protocol (``parsec.net.external``). One thread sleeps until the next transition;
 leaves are sent at once (they only close a host), rejoins go to a small pool because each
@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from parsec.churn import ChurnSchedule
+from parsec.model.churn import ChurnSchedule
 from parsec.net.external import ExternalPeers, ExternalPeersError
 
 log = logging.getLogger("parsec.testbed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
+import multiaddr
 import trio
 from libp2p.peer.id import ID
 
@@ -31,8 +32,6 @@ def ghost_count(live: int, fraction: float) -> int:
 
 def ghosts(count: int, address: str, seed: int | None = None) -> list[WirePeer]:
     """``count`` peer ids whose only address is ``address`` (a black hole)."""
-    import multiaddr
-
     where = [multiaddr.Multiaddr(address)]
     peers = []
     for i in range(count):

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 import trio
 
 from parsec.kad import PeerRef
-from parsec.latency import LatencyModel
 from parsec.loops import TrioThread, freeze_long_lived
+from parsec.model.churn import ChurnSchedule
+from parsec.model.latency import LatencyModel
+from parsec.model.stale import lists
 from parsec.net import pylibp2p
 from parsec.net.driver import Trace, run_lookup
 from parsec.net.node import DhtNode
 from parsec.net.wire import WirePeer
-from parsec.churn import ChurnSchedule
-from parsec.stale import lists
+from parsec.testbed.ghosts import serve_black_hole
 
 log = logging.getLogger("parsec.testbed")
 
@@ -58,7 +59,7 @@ class PeerShard:
 
     Each peer runs in its own task so that it can leave (its host closes: dials to it are
     refused, other tables keep its entry) and come back with the same key and port
-    (``parsec.churn``).
+    (``parsec.model.churn``).
     """
 
     def __init__(self, spec: ShardSpec) -> None:
@@ -85,7 +86,7 @@ class PeerShard:
     def fill(self, everyone: list[WirePeer], ghosts: int = 0, listing: float = 1.0) -> dict[str, float]:
         """Fill every routing table with standard k-buckets from the whole peer set; its
         last ``ghosts`` entries are unreachable ids, each of which a table lists with
-        probability ``listing`` (``parsec.stale``). The tables are long-lived: frozen out of
+        probability ``listing`` (``parsec.model.stale``). The tables are long-lived: frozen out of
         the garbage collector's scans afterwards (``freeze_long_lived``)."""
         filled = self._loop.run_sync(self._fill, everyone, ghosts, listing)
         freeze_long_lived()
@@ -122,8 +123,6 @@ class PeerShard:
 
     def start_black_hole(self) -> str:
         """Serve a black hole for the testbed's unreachable peers; returns its address."""
-        from parsec.testbed.ghosts import serve_black_hole
-
         return self._loop.start_service(serve_black_hole, self.spec.host)
 
     def stop(self) -> None:

@@ -4,7 +4,7 @@ package main
 // the other peers keep their stale entries of it) and later rejoins as a restarted node:
 // same key, same listen port, its routing table refilled from the last fill list, then
 // go-libp2p-kad-dht's own self-lookup once. When peers leave and come back is decided by
-// the Python side (parsec.churn.ChurnSchedule); this file only carries the orders out.
+// the Python side (parsec.model.churn.ChurnSchedule); this file only carries the orders out.
 
 import (
 	"context"

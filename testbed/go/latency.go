@@ -1,6 +1,6 @@
 package main
 
-// WAN latency emulation, identical to parsec/latency.py (the model every testbed
+// WAN latency emulation, identical to parsec/model/latency.py (the model every testbed
 // implementation shares):
 //
 //   - region of a peer = f(peer id bytes): u = first 8 bytes of sha256(id) big-endian / 2^64,

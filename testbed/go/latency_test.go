@@ -10,7 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Vectors from parsec/latency.py: LatencyModel.region_index_of(b"peer-<i>").
+// Vectors from parsec/model/latency.py: LatencyModel.region_index_of(b"peer-<i>").
 func TestRegionsMatchThePythonModel(t *testing.T) {
 	cases := []struct {
 		file string

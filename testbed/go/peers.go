@@ -226,7 +226,7 @@ type candidate struct {
 
 // listsGhost: whether the table of peer owner lists unreachable id ghost, a fixed draw per
 // pair with the given probability: the first 8 bytes of sha256(owner || ghost), big-endian,
-// below probability * 2^64 (parsec.stale.lists draws the same way for the py peers).
+// below probability * 2^64 (parsec.model.stale.lists draws the same way for the py peers).
 func listsGhost(owner, ghost peer.ID, probability float64) bool {
 	if probability >= 1 {
 		return true
@@ -273,7 +273,7 @@ func parsePeers(given []PeerJSON) ([]candidate, error) {
 // go to the peerstore without expiry, for the peers that made it into the table only.
 //
 // The last ghosts of the given peers are unreachable ids; each table lists each of them
-// with probability listing (parsec.stale: few tables list a given dead id).
+// with probability listing (parsec.model.stale: few tables list a given dead id).
 func (ps *Peers) Fill(given []PeerJSON, ghosts int, listing float64) (map[string]any, error) {
 	cands, err := parsePeers(given)
 	if err != nil {

@@ -125,7 +125,7 @@ function parseArgs (argv) {
 }
 
 // ---------------------------------------------------------------------------------------
-// latency model: identical to parsec/latency.py
+// latency model: identical to parsec/model/latency.py
 
 class LatencyModel {
   constructor ({ regions, rtt_ms: rttMs, weights, jitter = 0, loss = 0, dial_rtts: dialRtts = 2 }) {
@@ -305,7 +305,7 @@ function latencyTransport (factory) {
  * and records a QUERY_ERROR, as with a lost packet; a dropped ADD_PROVIDER looks sent to
  * the sender (the connection is still opened); a dropped response is never written, so the
  * remote times out. Not covered: identify and ping messages, yamux/noise frames after
- * set-up (only the dial waits), bandwidth, slow start, queueing — as in parsec/latency.py.
+ * set-up (only the dial waits), bandwidth, slow start, queueing — as in parsec/model/latency.py.
  */
 function installLatency (node, dht) {
   const self = regionOf(node.peerId)
@@ -523,7 +523,7 @@ async function fillNode (node, everyone, listing = 1) {
 /**
  * Whether the table of the peer with multihash bytes `owner` lists the unreachable id
  * `ghost`: a fixed draw per pair, the first 8 bytes of sha256(owner || ghost) (big-endian)
- * below probability * 2^64 — as parsec.stale.lists and the Go program draw.
+ * below probability * 2^64 — as parsec.model.stale.lists and the Go program draw.
  */
 function listsGhost (owner, ghost, probability) {
   if (probability >= 1) return true
@@ -817,7 +817,7 @@ function refreshTableOnce (dht, signal) {
 
 // ---------------------------------------------------------------------------------------
 // churn: when peers leave and come back is decided by the Python side
-// (parsec.churn.ChurnSchedule); these carry the orders out.
+// (parsec.model.churn.ChurnSchedule); these carry the orders out.
 
 const churn = { offline: new Set(), ports: [], lastFill: null, listing: 1, busy: new Map() }
 

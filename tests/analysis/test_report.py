@@ -13,8 +13,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from parsec.analysis import command, report
+from parsec.analysis import report
 from parsec.analysis.load import DataError
+from parsec.cli import report as report_command
 from parsec.cli import main
 from tests.analysis import dataset
 
@@ -156,20 +157,20 @@ def test_a_dataset_without_bound_or_lag_says_so(tmp_path, monkeypatch):
 
 def test_the_threshold_flag_and_its_variable(root, monkeypatch):
     parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
+    report_command.add_arguments(parser)
     monkeypatch.delenv("PARSEC_REPORT_HOST_LAG_THRESHOLD", raising=False)
     args = parser.parse_args(["--parquet", str(root), "--rt-size-min", "51"])
-    assert command.selection_values(args, None, None)["host_lag_threshold_ms"] == 50.0
+    assert report_command.selection_values(args, None, None)["host_lag_threshold_ms"] == 50.0
     monkeypatch.setenv("PARSEC_REPORT_HOST_LAG_THRESHOLD", "45ms")
-    values = command.selection_values(args, None, None)
+    values = report_command.selection_values(args, None, None)
     assert values["host_lag_threshold_ms"] == 45.0
-    assert command.summary(values, None)[0] == "host lag > 45 ms: default 16/80 (20.0 %), optprov 0/40 (0.0 %)"
+    assert report_command.summary(values, None)[0] == "host lag > 45 ms: default 16/80 (20.0 %), optprov 0/40 (0.0 %)"
     args = parser.parse_args(["--parquet", str(root), "--rt-size-min", "51", "--host-lag-threshold", "0.04"])
-    values = command.selection_values(args, None, None)  # the flag wins over the variable
+    values = report_command.selection_values(args, None, None)  # the flag wins over the variable
     assert values["host_lag_threshold_ms"] == 40.0
-    assert command.summary(values, None)[0] == "host lag > 40 ms: default 24/80 (30.0 %), optprov 0/40 (0.0 %)"
+    assert report_command.summary(values, None)[0] == "host lag > 40 ms: default 24/80 (30.0 %), optprov 0/40 (0.0 %)"
     nb = nbformat.read(report.notebook_path("fleets"), as_version=4)
-    assert command.parameters(args, report.notebook_path("fleets"), Path("out"), None, None)[
+    assert report_command.parameters(args, report.notebook_path("fleets"), Path("out"), None, None)[
         "host_lag_threshold_ms"] == 40.0
     assert "host_lag_threshold_ms" in report.parameter_names(nb)
     assert "--host-lag-threshold" in parser.format_help() and "PARSEC_REPORT_HOST_LAG_THRESHOLD" in parser.format_help()
@@ -220,7 +221,7 @@ def test_a_failing_cell_is_one_line_and_the_notebook_is_kept(root, tmp_path, cap
     nbformat.write(nb, path)
     args = argparse.Namespace(parquet=str(root), source="parquet", start=None, end=None, regions=None,
                               rt_size_min=0, fleet=None, fleets=None, baseline="default", bootstrap=10, seed=0)
-    assert command.parameters(args, path, tmp_path, None, None) == {}  # it declares none of ours
+    assert report_command.parameters(args, path, tmp_path, None, None) == {}  # it declares none of ours
     with pytest.raises(report.ReportError, match=r"^broken: cell 3 failed: ZeroDivisionError: division by zero"):
         report.execute(path, {"divisor": 0}, tmp_path / "out", progress=lambda _: None)
     failed = nbformat.read(tmp_path / "out" / "broken.failed.ipynb", as_version=4)
@@ -245,9 +246,9 @@ def test_default_input_is_the_demo_dataset(tmp_path, monkeypatch):
     monkeypatch.delenv("PARSEC_PARQUET_DIR", raising=False)
     (tmp_path / ".parsec" / "parquet").mkdir(parents=True)  # where `parsec demo` run here writes
     parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
+    report_command.add_arguments(parser)
     args = parser.parse_args([])
-    params = command.parameters(args, report.notebook_path("weekly"), tmp_path / "out", None, None)
+    params = report_command.parameters(args, report.notebook_path("weekly"), tmp_path / "out", None, None)
     assert params["parquet_dir"] == str(tmp_path / ".parsec" / "parquet")
     assert params["output_dir"] == str(tmp_path / "out" / "weekly_report")
     assert args.out == ".parsec/report"

@@ -20,7 +20,7 @@ from tests.conftest import scratch_database
 def ray_context():
     import ray
 
-    from parsec.demo import start_ray
+    from parsec.cluster.connect import start_ray
 
     context = start_ray(os.environ.get("RAY_ADDRESS"))
     yield context
@@ -44,7 +44,7 @@ class Campaign:
 @pytest.fixture(scope="module")
 def campaign(ray_context, pg):
     """A 60-peer testbed and three ready servers of fleet ``default`` on a fresh database."""
-    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
 
     tag = uuid.uuid4().hex[:8]

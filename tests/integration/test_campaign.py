@@ -183,7 +183,7 @@ def test_secrets_never_reach_the_logs(campaign, job_run, ray_context):
 def test_graceful_stop_marks_node_offline(campaign, job_run):
     import ray
 
-    from parsec.deploy import stop_servers
+    from parsec.cluster.deploy import stop_servers
 
     last = campaign.actors[-1]
     peer_id = ray.get(last.status.remote())["peer_id"]

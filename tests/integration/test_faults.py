@@ -47,7 +47,7 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(ray_context):
-    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
     from parsec.store.embedded import EmbeddedPostgres
 
@@ -160,7 +160,7 @@ def test_a_heartbeat_does_not_undo_an_offline_mark_a_ready_node_registers_again(
 def test_region_cut_off_operations_time_out_and_are_recorded_with_their_error(fleet, tmp_path):
     import ray
 
-    from parsec.deploy import cut_off_regions
+    from parsec.cluster.deploy import cut_off_regions
 
     statuses = ray.get([actor.status.remote() for actor in fleet.actors])
     cut_node = next(s["node_id"] for s in statuses if s["region"] == CUT)
@@ -214,7 +214,7 @@ def test_postgres_stopped_and_restarted_mid_run_loses_nothing(fleet, tmp_path, c
 def test_scheduler_sigkilled_and_resubmitted_continues_and_records_what_was_in_flight(fleet, ray_context, tmp_path):
     from ray.job_submission import JobStatus
 
-    from parsec.demo import job_client
+    from parsec.cluster.connect import job_client
 
     settings = _settings(tmp_path)
     journal = _journal(settings, fleet.database)
@@ -264,7 +264,7 @@ def test_scheduler_sigkilled_and_resubmitted_continues_and_records_what_was_in_f
 def test_server_killed_mid_operation_is_an_error_row_and_restarts_as_a_new_row(fleet, tmp_path):
     import ray
 
-    from parsec.deploy import wait_ready
+    from parsec.cluster.deploy import wait_ready
 
     by_node = _node_actors(fleet)
     # the crash is a SIGKILL of the actor's process, sent the moment an operation is seen in

@@ -23,7 +23,7 @@ FLEETS = ["default", "go", "js"]
 
 @pytest.fixture(scope="module")
 def fleet_of_implementations(ray_context, pg):
-    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
 
     tag = uuid.uuid4().hex[:8]

@@ -11,9 +11,9 @@ import ray
 
 from parsec.cids import cid_v0_for
 from parsec.config import TestbedSettings
-from parsec.net.local import LocalFleets
-from parsec.server.runtime import parse_bootstrap
 from parsec.net.external import GO_BINARY, JS_DIR
+from parsec.net.local import LocalFleets
+from parsec.server.bootstrap import parse_bootstrap
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,7 +25,7 @@ PROTOCOL = "/ipfs/kad/1.0.0"
 
 @pytest.fixture(scope="module")
 def mixed(ray_context):
-    from parsec.deploy import start_testbed
+    from parsec.cluster.deploy import start_testbed
 
     testbed = start_testbed(TestbedSettings(mix="go=20,js=20,py=40", processes=1, seed=11, unreachable=0, churn_session=0), PROTOCOL,
                             name=f"mix-{uuid.uuid4().hex[:6]}", progress=lambda _: None)
@@ -69,7 +69,7 @@ def test_churn_reaches_py_go_and_js_shards(ray_context):
     """With churn on, ``start_testbed`` starts it on every shard: each loses peers and gets some back."""
     import time
 
-    from parsec.deploy import start_testbed
+    from parsec.cluster.deploy import start_testbed
 
     testbed = start_testbed(TestbedSettings(mix="go=10,js=10,py=10", processes=1, seed=12, unreachable=0,
                                             churn_session=2.0), PROTOCOL,

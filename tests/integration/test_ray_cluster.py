@@ -52,7 +52,7 @@ def database(pg):
 
 @pytest.fixture(scope="module")
 def testbed(ray_context):
-    from parsec.deploy import start_testbed
+    from parsec.cluster.deploy import start_testbed
 
     handle = start_testbed(TestbedSettings(peers=30, processes=1, unreachable=0, churn_session=0), NetworkSettings(network="amino").protocol_id,
                            name=f"mn-{uuid.uuid4().hex[:6]}", progress=lambda _: None)

@@ -9,8 +9,8 @@ import trio
 from libp2p.peer.id import ID
 
 from parsec.kad import PeerRef
-from parsec.latency import LatencyModel
 from parsec.loops import TrioThread
+from parsec.model.latency import LatencyModel
 from parsec.net import pylibp2p, wire
 from parsec.net.node import DhtNode
 
@@ -92,7 +92,7 @@ def test_time_to_first_provider_is_never_below_the_round_trips_of_its_path():
     their matrix round trips is a lower bound the measured TTFPR must respect."""
     from parsec.cids import cid_v0_for
     from parsec.net.local import LocalFleets
-    from parsec.server.runtime import parse_bootstrap
+    from parsec.server.bootstrap import parse_bootstrap
     from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
 
     model = LatencyModel.load()

@@ -12,7 +12,7 @@ from parsec.kad import PeerRef, closest_peers, key_of, normalized_distance
 from parsec.kad.estimator import NetworkSizeEstimator
 from parsec.net import driver
 from parsec.net.local import LocalFleets
-from parsec.server.runtime import parse_bootstrap
+from parsec.server.bootstrap import parse_bootstrap
 from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from parsec.net import driver, pylibp2p
 from parsec.net.node import DhtNode, RpcError
 from parsec.net.stock import StockDht, StockError
 from parsec.net.strategies import EngineStrategy
-from parsec.server.runtime import parse_bootstrap
+from parsec.server.bootstrap import parse_bootstrap
 from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
 
 pytestmark = pytest.mark.integration

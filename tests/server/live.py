@@ -13,7 +13,7 @@ from hypercorn.trio import serve
 
 from parsec.config import ServerSettings
 from parsec.server.app import create_app
-from parsec.server.runtime import bind_socket, http_config
+from parsec.server.listen import bind_socket, http_config
 
 from .conftest import FakeBackend
 

@@ -47,7 +47,7 @@ def test_among_stale_entries_lookups_answer_with_reachable_peers_near_the_truth(
         assert result.failures > 0  # stale entries were met, and cost failures
         found.append(len(set(result.closest) & set(truth)))
     # go's followup asks the k closest once and does not chase what they name: with 45 %
-    # unreachable ids, 15 % of each table (parsec.stale), about 14 of the true 20 closest
+    # unreachable ids, 15 % of each table (parsec.model.stale), about 14 of the true 20 closest
     # reachable peers answer (the testbed: 14); the refill followup finds all 20
     # (tests/kad/test_lookup.py, parsec/kad/optimistic.py)
     assert 12 <= statistics.mean(found) < 20

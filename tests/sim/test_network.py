@@ -5,7 +5,7 @@ import random
 import pytest
 
 from parsec.kad import Failure, PeerRef, Reply, RoutingTable
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 from parsec.sim.engine import EventLoop
 from parsec.sim.network import Endpoint, SimNetwork, Transport
 from parsec.sim.population import Population

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from parsec.cli import main
-from parsec.sim.cli import simulate
+from parsec.sim.run import simulate
 from parsec.sim.settings import SimSettings
 from parsec.store.parquet import ParquetSink, read_dataset
 from parsec.store.records import MeasurementRecord

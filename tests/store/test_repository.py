@@ -233,3 +233,21 @@ def test_write_rejects_naive_timestamps(fresh_db):
             await repo.write_measurements([naive])
 
     run(fresh_db, body)
+
+
+def test_scheduler_operations_are_each_rows_op_id_and_error(fresh_db):
+    async def body(repo: Repository):
+        mine, other = await repo.insert_scheduler(["default"], {}), await repo.insert_scheduler(["default"], {})
+        provider = await repo.insert_node(node())
+        batch = [record("provide", mine, provider), record("retrieval", mine, provider, error="not found", seconds=1),
+                 record("provide", other, provider, seconds=2)]
+        await repo.write_measurements(batch)
+        await repo.pool.execute(  # a row a Go scheduler wrote: no measurements entry, so no op_id
+            "INSERT INTO retrievals_ecs (scheduler_id, node_id, cid, duration, rt_size, created_at)"
+            " VALUES ($1, $2, 'QmGo', 1.5, 20, now())", mine, provider)
+        return batch, await repo.scheduler_operations([mine])
+
+    batch, rows = run(fresh_db, body)
+    assert sorted(rows, key=lambda row: row["op_id"] or "") == sorted(
+        [{"op_id": None, "error": None}, {"op_id": batch[0].op_id, "error": None},
+         {"op_id": batch[1].op_id, "error": "not found"}], key=lambda row: row["op_id"] or "")

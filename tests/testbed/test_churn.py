@@ -5,10 +5,10 @@ import time
 
 import pytest
 
+from parsec.model.churn import ChurnSchedule
 from parsec.net import wire
 from parsec.net.local import LocalFleets
 from parsec.net.node import RpcError
-from parsec.churn import ChurnSchedule
 from parsec.testbed.shard import PeerShard, ShardSpec
 
 

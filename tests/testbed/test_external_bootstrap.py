@@ -24,7 +24,7 @@ import pytest
 
 from parsec.cids import cid_v0_for
 from parsec.net.local import LocalFleets
-from parsec.server.runtime import parse_bootstrap
+from parsec.server.bootstrap import parse_bootstrap
 from parsec.net.external import (
     GO_BINARY,
     ExternalPeers,

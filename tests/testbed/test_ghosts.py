@@ -12,7 +12,7 @@ from parsec.cids import cid_v0_for
 from parsec.net import wire
 from parsec.net.local import LocalFleets
 from parsec.net.node import DhtNode, RpcError
-from parsec.server.runtime import parse_bootstrap
+from parsec.server.bootstrap import parse_bootstrap
 from parsec.testbed.ghosts import ghost_count, ghosts
 from parsec.testbed.shard import PeerShard, ShardSpec, peer_multiaddr
 

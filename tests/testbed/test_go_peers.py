@@ -6,7 +6,7 @@ strategy joins through a few of them (the honest way), then:
 (a) a record provided by a Go peer (go-libp2p-kad-dht's own Provide) is found by our strategy;
 (b) a record provided by our strategy is found by Go peers' own FindProvidersAsync;
 (c) latency conformance, in a second Go process with a two-region matrix: regions match
-    ``parsec.latency``, a lookup that crosses regions pays dial + round trip, one inside a
+    ``parsec.model.latency``, a lookup that crosses regions pays dial + round trip, one inside a
     region does not, and a slow lookup does not block other commands;
 (d) stats report routing tables and memory.
 """
@@ -25,7 +25,7 @@ import pytest
 
 from parsec.cids import cid_v0_for
 from parsec.kad import PeerRef, closest_peers, key_of
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 from parsec.net.external import GO_BINARY, ExternalPeers, ExternalPeersError, go_available, go_command
 
 from .interop import b58, network_with_py_peers
@@ -140,7 +140,7 @@ def test_commands_run_concurrently_and_across_regions_cost_round_trips(go_binary
     peers = go.start()
     try:
         regions = [model.region_of(p.peer_id) for p in peers]
-        assert [entry["region"] for entry in go.info["peers"]] == regions  # same model as parsec.latency
+        assert [entry["region"] for entry in go.info["peers"]] == regions  # same model as parsec.model.latency
         members = {name: [i for i, r in enumerate(regions) if r == name] for name in model.regions}
         lonely, crowd = sorted(members.values(), key=len)
         assert lonely and len(crowd) >= 4, members

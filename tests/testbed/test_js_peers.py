@@ -6,7 +6,7 @@ running our ``default`` strategy joins through a few of them, then:
 (a) a record provided by a js peer (js's own provide) is found by our strategy;
 (b) a record provided by our strategy is found by a js peer's own find-providers;
 (c) stats report routing tables and memory.
-Small extra js processes check the latency emulation: regions as ``parsec.latency``
+Small extra js processes check the latency emulation: regions as ``parsec.model.latency``
 computes them, cross-region lookups paying dial + round trip, same-region ones not, and a
 slow lookup not blocking other commands.
 """
@@ -25,7 +25,7 @@ import pytest
 from libp2p.peer.id import ID
 
 from parsec.cids import cid_v0_for
-from parsec.latency import LatencyModel
+from parsec.model.latency import LatencyModel
 from parsec.net.external import JS_DIR, ExternalPeers, ExternalPeersError, js_command
 
 from .interop import b58, network_with_py_peers

@@ -1,8 +1,8 @@
-"""Every implementation's testbed tables list unreachable ids the way ``parsec.stale`` draws:
+"""Every implementation's testbed tables list unreachable ids the way ``parsec.model.stale`` draws:
 the same pairs in py, Go and js, so one testbed has one stale-entry model.
 
 5 peers and 12 ghost ids: 16 entries fit every table, so a table's size is exactly 4 plus the
-ghosts ``parsec.stale.lists`` gives its owner."""
+ghosts ``parsec.model.stale.lists`` gives its owner."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from parsec.model.stale import lists
 from parsec.net.external import ExternalPeers, go_available, go_command, js_command
-from parsec.stale import lists
 from parsec.testbed.ghosts import ghosts
 from parsec.testbed.shard import PeerShard, ShardSpec
 

@@ -17,19 +17,29 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, TestbedSettings, load, peers_option
+from parsec.config import (
+    FLEETS,
+    DatabaseSettings,
+    NetworkSettings,
+    ServerSettings,
+    TestbedSettings,
+    load,
+    peers_option,
+)
 from parsec.console import say
+from parsec.kad.fleets import ENGINE_STRATEGIES
+from parsec.store.embedded import EmbeddedPostgres
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", default="200",
                         help="testbed peers (default 200 py peers) or a mix, e.g. go=100,js=50,py=100")
     parser.add_argument("--shards", type=int, default=2, help="testbed processes (Ray actors)")
-    parser.add_argument("--fleets", default="default,optprov,fullrt",
+    parser.add_argument("--fleets", default=",".join(ENGINE_STRATEGIES),
                         help="comma-separated fleets, each measured by its own scheduler loop, compared against "
-                             "'default' (default: default,optprov,fullrt)")
+                             f"'default' (default: {','.join(ENGINE_STRATEGIES)}; any of {','.join(FLEETS)})")
     parser.add_argument("--servers", type=int, default=3, help="servers per fleet (default 3)")
     parser.add_argument("--rounds", type=int, default=6, help="scheduler rounds per fleet (default 6)")
     parser.add_argument("--interval", default="2s", help="round interval (default 2s)")
@@ -45,32 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="leave everything running")
 
 
-def start_ray(address: str | None):
-    import ray
-
-    from parsec.deploy import local_ray_env
-
-    local_ray_env()
-    if address:
-        say(f"joining Ray at {address}")
-        return ray.init(address=address, namespace="parsec", log_to_driver=False)
-    say("starting a private local Ray cluster")
-    # "local": a fresh cluster even when `ray start` left one running on this machine
-    return ray.init(address="local", namespace="parsec", include_dashboard=True, dashboard_host="127.0.0.1",
-                    log_to_driver=False, num_cpus=os.cpu_count() or 2)
-
-
 def fleets_of(args: argparse.Namespace) -> list[str]:
     return [f.strip() for f in args.fleets.split(",") if f.strip()]
-
-
-def job_client(context, address: str | None):
-    from ray.job_submission import JobSubmissionClient
-
-    url = context.dashboard_url or ""
-    if url and not url.startswith("http"):
-        url = f"http://{url}"
-    return JobSubmissionClient(url or "http://127.0.0.1:8265")
 
 
 def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path) -> str:
@@ -95,7 +81,7 @@ def submit_scheduler(client, args, database: DatabaseSettings, parquet_dir: Path
 
 def follow_job(client, job_id: str, timeout: float) -> str:
     """Stream the job's output lines until it ends; returns its final status."""
-    from ray.job_submission import JobStatus
+    from ray.job_submission import JobStatus  # Ray only when the demo runs (see `run`)
 
     seen = 0
     deadline = time.monotonic() + timeout
@@ -115,11 +101,14 @@ def follow_job(client, job_id: str, timeout: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the demo runs, not at every `parsec` start (which builds this command's
+    # parser): Ray, libp2p and pandas take seconds to import
     import ray
 
-    from parsec.deploy import deploy_server, start_testbed, stop_servers, wait_ready
+    from parsec.analysis.summary import print_summary
+    from parsec.cluster.connect import job_client, start_ray
+    from parsec.cluster.deploy import deploy_server, start_testbed, stop_servers, wait_ready
     from parsec.server.actor import ServerActorConfig
-    from parsec.summary import print_summary
 
     state = Path(args.state_dir).resolve()
     parquet_dir = state / "parquet"
@@ -130,8 +119,6 @@ def run(args: argparse.Namespace) -> int:
     embedded = None
     with contextlib.ExitStack() as cleanup:
         if not database.host_given:
-            from parsec.store.embedded import EmbeddedPostgres
-
             embedded = EmbeddedPostgres(state / "postgres")
             say(f"starting embedded PostgreSQL in {state / 'postgres'}")
             database = embedded.start()

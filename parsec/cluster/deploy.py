@@ -9,24 +9,20 @@ two-core machine, and their real cost is reported by the benchmarks instead.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 import ray
 
+from parsec.cluster.connect import NAMESPACE
 from parsec.config import TestbedSettings
+from parsec.model.stale import listing_probability
 from parsec.net.wire import WirePeer
 from parsec.server.actor import ParsecServerActor, ServerActorConfig
 from parsec.testbed.actor import ExternalShardActor, TestbedShardActor
+from parsec.testbed.ghosts import ghost_count, ghosts
 from parsec.testbed.shard import ShardSpec, peer_multiaddr
 
-NAMESPACE = "parsec"
-LOCAL_RAY_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps Ray's sockets on 127.0.0.1
-    "RAY_AUTH_MODE": "disabled",
-}
 _SERVER_OPTIONS = dict(lifetime="detached", namespace=NAMESPACE, max_restarts=-1, max_task_retries=0,
                        num_cpus=0, max_concurrency=4)
 PEERS_PER_PROCESS = {"go": None, "js": 500}
@@ -38,11 +34,6 @@ _SHARD_OPTIONS = dict(lifetime="detached", namespace=NAMESPACE, max_restarts=0, 
 ServerActor = ray.remote(**_SERVER_OPTIONS)(ParsecServerActor)
 ShardActor = ray.remote(**_SHARD_OPTIONS)(TestbedShardActor)
 ExternalActor = ray.remote(**_SHARD_OPTIONS)(ExternalShardActor)
-
-
-def local_ray_env() -> None:
-    for key, value in LOCAL_RAY_ENV.items():
-        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -107,9 +98,6 @@ def start_testbed(settings: TestbedSettings, protocol_id: str, name: str = "test
     if settings.unreachable > 0:
         if not count:
             raise ValueError("unreachable peers need at least one py shard to host their black hole")
-        from parsec.stale import listing_probability
-        from parsec.testbed.ghosts import ghost_count, ghosts
-
         hole = ray.get(shards[0].start_black_hole.remote())
         handle.ghosts = ghosts(ghost_count(len(handle.peers), settings.unreachable), hole, settings.seed)
         everyone += handle.ghosts
@@ -151,7 +139,7 @@ def _gather_timed(refs: list) -> tuple[list, list[float]]:
 def cut_off_regions(testbed: TestbedHandle, servers: list, regions: list[str]) -> int:
     """Cut these regions off the emulated WAN (``[]`` restores every region): every kad
     message of a py testbed peer or a server to or from a peer of those regions is dropped
-    from now on (``parsec.latency``, "Outage"). Go and js peers do not take part. Returns
+    from now on (``parsec.model.latency``, "Outage"). Go and js peers do not take part. Returns
     how many py testbed peers are in the cut regions."""
     peers = ray.get([shard.cut_off.remote(list(regions)) for shard in testbed.shards[:testbed.py_shards]])
     ray.get([server.cut_off.remote(list(regions)) for server in servers])

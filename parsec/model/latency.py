@@ -23,7 +23,7 @@ The model, identical in the Python, Go and Node testbed programs:
   peers too: the region goes dark, so its peers' and servers' requests time out. TCP dials
   still connect (only messages are dropped), so routing tables survive the outage and
   heal at once when it ends. Each process holds its own ``Outage``; the testbed shard and
-  server actors set theirs (``parsec.deploy.cut_off_regions``); Go and js peers ignore it.
+  server actors set theirs (``parsec.cluster.deploy.cut_off_regions``); Go and js peers ignore it.
 
 Not modelled: bandwidth and serialisation delay, TCP slow start and congestion, packet
 reordering, per-peer access links (residential peers), and queueing in the network —
@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MATRIX = Path(__file__).with_name("data") / "region-rtt.json"
+DEFAULT_MATRIX = Path(__file__).parents[1] / "data" / "region-rtt.json"
 
 
 class Outage:

@@ -13,8 +13,12 @@ import asyncio
 import os
 import sys
 
+from parsec.cluster.fleet_status import collect, format_status
 from parsec.config import DatabaseSettings, NetworkSettings, ServerSettings, load
 from parsec.console import say
+
+# parsec.cluster.connect and .fleet import Ray (seconds): imported by the commands that use
+# it, not by `parsec fleet status` or every `parsec` start, which builds these parsers
 
 
 def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +38,7 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect(address: str | None) -> None:
-    from parsec.demo import start_ray
+    from parsec.cluster.connect import start_ray
 
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
@@ -57,7 +61,7 @@ def deploy_main(argv: list[str] | None = None) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from parsec.fleet import FleetError, FleetSettings, deploy, format_report
+    from parsec.cluster.fleet import FleetError, FleetSettings, deploy, format_report
 
     settings = load(FleetSettings, fleet=args.fleet, regions=args.regions, servers_per_region=args.servers_per_region,
                     ready_timeout=args.ready_timeout, wait_for_nodes=args.wait_for_nodes)
@@ -92,7 +96,7 @@ def teardown_main(argv: list[str] | None = None) -> int:
 
 
 def run_teardown(args: argparse.Namespace) -> int:
-    from parsec.fleet import format_report, teardown
+    from parsec.cluster.fleet import format_report, teardown
 
     _connect(args.ray_address)
     report = teardown(args.fleet, progress=say)
@@ -105,8 +109,6 @@ def run_teardown(args: argparse.Namespace) -> int:
 
 
 def status_main(args: argparse.Namespace) -> int:
-    from parsec.fleet_status import collect, format_status
-
     fleets = [f.strip() for f in args.fleets.split(",")] if args.fleets else None
     nodes = asyncio.run(collect(load(DatabaseSettings), fleets, include_offline=args.all))
     print(format_status(nodes))

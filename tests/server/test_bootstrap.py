@@ -7,7 +7,7 @@ import multiaddr
 import trio
 
 from parsec.config import AMINO_BOOTSTRAP
-from parsec.server.runtime import parse_bootstrap, resolve_dns_addrs
+from parsec.server.bootstrap import parse_bootstrap, resolve_dns_addrs
 
 PEER = "QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"
 OTHER = "QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa"

@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from parsec.config import DatabaseSettings
+from parsec.scheduler.client import ServerClient, node_url
+from parsec.store.db import Repository, connect_pool
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,6 @@ class NodeStatus:
 
 async def collect(database: DatabaseSettings, fleets: list[str] | None = None, include_offline: bool = False,
                   readiness_timeout: float = 2.0) -> list[NodeStatus]:
-    from parsec.scheduler.client import ServerClient, node_url
-    from parsec.store.db import Repository, connect_pool
-
     pool = await connect_pool(database)
     try:
         rows = await Repository(pool).list_nodes(fleets, include_offline)

@@ -16,9 +16,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import sys
 from pathlib import Path
 
+from parsec.config import FLEETS
 from parsec.console import say
+
+# parsec.analysis (pandas, pyarrow) and nbformat are imported inside the functions: every
+# `parsec` start builds this command's parser, and nbformat is an optional dependency
+# (`_check_installed` names what is missing)
 
 NEEDED = ("nbclient", "nbconvert", "nbformat", "ipykernel", "matplotlib")
 
@@ -166,10 +172,7 @@ def summary(values: dict, database) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Exit code 0 (every report written), 1 (a notebook failed), 2 (bad input)."""
-    import sys
-
     from parsec.analysis.load import DataError, window
-    from parsec.config import FLEETS
     from parsec.analysis.report import ReportError, execute
 
     try:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+import ray
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parsec.cluster.connect import NAMESPACE
+from parsec.cluster.deploy import deploy_server, stop_servers, wait_ready
 from parsec.config import CsvList, DatabaseSettings, NetworkSettings, Seconds, ServerSettings, known_fleet
+from parsec.server.actor import ServerActorConfig
 from parsec.server.nodeinfo import region_resource
-
-if TYPE_CHECKING:  # the actor module is imported where a config is built, not at import
-    from parsec.server.actor import ServerActorConfig
 
 NAME_PREFIX = "fleet"
 # Each server asks for this much of its region's resource: a node declaring `region:x: 1`
@@ -107,10 +107,6 @@ class FleetReport:
 
 def fleet_actor_names(fleet: str | None = None) -> list[str]:
     """Names of the live fleet actors in the parsec namespace (of one fleet, or all)."""
-    import ray
-
-    from parsec.deploy import NAMESPACE
-
     names = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         parsed = parse_actor_name(entry["name"])
@@ -124,8 +120,6 @@ def server_config(name: str, fleet: str, region: str, server: ServerSettings, ne
     """A placed server's configuration: its fleet, and the region it is placed for — which
     wins over what the Ray node says (a node may offer several ``region:*`` resources) and
     over the region its peer id would have under WAN emulation."""
-    from parsec.server.actor import ServerActorConfig
-
     return ServerActorConfig(name=name, server=server.model_copy(update={"fleet": fleet, "region": region}),
                              network=network, database=database, bootstrap=bootstrap, bind_node_ip=True)
 
@@ -133,10 +127,6 @@ def server_config(name: str, fleet: str, region: str, server: ServerSettings, ne
 def deploy(settings: FleetSettings, server: ServerSettings, network: NetworkSettings, database: DatabaseSettings,
            progress=print) -> FleetReport:
     """Converge the cluster on the declared fleet, wait until every server is ready."""
-    import ray
-
-    from parsec.deploy import NAMESPACE, deploy_server, stop_servers, wait_ready
-
     missing = missing_regions(settings.regions, ray.cluster_resources())
     if missing and not settings.wait_for_nodes:
         offered = sorted(k for k in ray.cluster_resources() if k.startswith("region:")) or ["none"]
@@ -174,10 +164,6 @@ def deploy(settings: FleetSettings, server: ServerSettings, network: NetworkSett
 
 def teardown(fleet: str, progress=print) -> FleetReport:
     """Stop every server of the fleet gracefully (each marks its nodes_ecs row offline)."""
-    import ray
-
-    from parsec.deploy import NAMESPACE, stop_servers
-
     report = FleetReport(fleet)
     names = fleet_actor_names(fleet)
     handles = [ray.get_actor(name, namespace=NAMESPACE) for name in names]
@@ -194,10 +180,6 @@ def teardown(fleet: str, progress=print) -> FleetReport:
 
 def _wait_released(name: str, timeout: float = 30.0) -> None:
     """After a kill, wait until Ray has released the actor's name so it can be reused."""
-    import ray
-
-    from parsec.deploy import NAMESPACE
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

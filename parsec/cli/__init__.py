@@ -2,6 +2,12 @@
 
 Flags override ``PARSEC_*`` environment variables, which override defaults; invalid
 settings end the command with one readable line per problem (exit 2), never a trace.
+
+This package holds the command front-ends — arguments, settings, output. The small
+commands (``testbed``, ``server``, ``scheduler``, ``health``, ``migrate``) are here; the
+larger ones have a module each: ``demo``, ``fleet`` (also behind ``jobs/deploy_fleet.py`` and
+``jobs/teardown.py``), ``report`` and ``simulate``. What they run lives in the room of its
+logic (``parsec.cluster``, ``parsec.analysis``, ``parsec.sim``, ``parsec.scheduler``, …).
 """
 
 from __future__ import annotations
@@ -13,8 +19,16 @@ import os
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 
+from prometheus_client import start_http_server
+
+from parsec.cli import demo, report
+from parsec.cli.fleet import add_fleet_commands
+from parsec.cli.simulate import add_simulate_command
 from parsec.config import (
+    FLEETS,
     DatabaseSettings,
     NetworkSettings,
     ServerSettings,
@@ -23,6 +37,9 @@ from parsec.config import (
     load,
     peers_option,
 )
+from parsec.scheduler import job
+from parsec.store.db import StoreError, connect_pool
+from parsec.store.migrations import apply_migrations, go_schema_version, migrate_down
 
 
 def _network_args(parser: argparse.ArgumentParser) -> None:
@@ -41,17 +58,16 @@ def _network(args: argparse.Namespace) -> NetworkSettings:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from parsec import demo
-
     return demo.run(args)
 
 
 def cmd_testbed(args: argparse.Namespace) -> int:
     """Start a testbed on Ray, write its bootstrap file, run until interrupted."""
+    # imported when the command runs, not at every `parsec` start: Ray and libp2p take seconds
     import ray
 
-    from parsec.demo import start_ray
-    from parsec.deploy import start_testbed
+    from parsec.cluster.connect import start_ray
+    from parsec.cluster.deploy import start_testbed
 
     settings = load(TestbedSettings, **peers_option(args.peers), processes=args.processes, seed=args.seed,
                     unreachable=args.unreachable, churn_session=args.churn)
@@ -71,7 +87,7 @@ def cmd_testbed(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     """Run one server in the foreground (no Ray): peer, HTTP API, registration."""
-    from parsec.server.runtime import ServerRuntime
+    from parsec.server.runtime import ServerRuntime  # libp2p, trio, hypercorn: only for this command
 
     if args.server_kind == "ipni":
         print("parsec server ipni: not supported yet: parsec runs DHT servers only (`parsec server dht`)",
@@ -86,8 +102,6 @@ def cmd_server(args: argparse.Namespace) -> int:
     runtime = ServerRuntime(server, _network(args), load(DatabaseSettings))
     status = runtime.start()
     if telemetry.port is not None:
-        from prometheus_client import start_http_server
-
         start_http_server(telemetry.port, addr=telemetry.host, registry=runtime.metrics.registry)
     print(f"parsec server (fleet {server.fleet}, strategy {server.strategy}) peer {status.peer_id} on port "
           f"{status.peer_port}; "
@@ -100,8 +114,6 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from parsec.scheduler import job
-
     loops = job.settings_list(args)
     port, host = job.metrics_address(args)
     return job.report_outcome(asyncio.run(job.run_job(loops, load(DatabaseSettings), port, metrics_host=host)))
@@ -109,9 +121,6 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """The Go parsec's ``health``: GET http://ADDRESS/readiness; OK and exit 0 on 200."""
-    import urllib.error
-    import urllib.request
-
     url = f"http://{args.address}/readiness"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:
@@ -130,9 +139,6 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from parsec.store.db import connect_pool
-    from parsec.store.migrations import apply_migrations, go_schema_version, migrate_down
-
     async def run() -> None:
         pool = await connect_pool(load(DatabaseSettings))
         try:
@@ -162,7 +168,7 @@ def _wait_for_signal() -> None:
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fleet", help="the fleet label this server registers, free text (env PARSEC_SERVER_FLEET, "
                                    "default 'default')")
-    p.add_argument("--strategy", help="default, optprov, fullrt, pylibp2p, go or js (env PARSEC_SERVER_STRATEGY; "
+    p.add_argument("--strategy", help=", ".join(FLEETS) + " (env PARSEC_SERVER_STRATEGY; "
                                       "default: from PARSEC_SERVER_DHT_OPTPROV/_FULLRT, else the fleet label when it "
                                       "names one, else default)")
     p.add_argument("--server-host", help="HTTP API address (env PARSEC_SERVER_SERVER_HOST, default 127.0.0.1)")
@@ -221,11 +227,6 @@ def _dht_args(dht: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from parsec import demo
-    from parsec.analysis import command as report_command
-    from parsec.fleet_cli import add_fleet_commands
-    from parsec.scheduler import job
-
     parser = argparse.ArgumentParser(prog="parsec", description="DHT lookup performance measurement on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level and show tracebacks")
     for flag, env, what in _DB_FLAGS:
@@ -269,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_fleet_commands(p)
 
     p = commands.add_parser("report", help="run the analysis notebooks: HTML report and PNG figures")
-    report_command.add_arguments(p)
-    p.set_defaults(func=report_command.run)
+    report.add_arguments(p)
+    p.set_defaults(func=report.run)
 
     p = commands.add_parser("health", help="is a server ready? GET ADDRESS/readiness: prints OK and exits 0 on 200 "
                                           "(the Go parsec's health command)")
@@ -283,8 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--down", type=int, metavar="VERSION", help="roll our tables back to this version (0: none of ours; "
                                                               "the Go parsec's tables stay)")
     p.set_defaults(func=cmd_migrate)
-
-    from parsec.sim.cli import add_simulate_command
 
     add_simulate_command(commands)  # parsec simulate
     return parser
@@ -323,13 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a readable last line instead of a trace
-        from parsec.store.db import StoreError
-
         if args.verbose or not isinstance(error, (StoreError, RuntimeError, TimeoutError, OSError)):
             raise
         print(f"parsec {args.command}: {error}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

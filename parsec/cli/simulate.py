@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from parsec.config import validation_problems
 from parsec.console import say
+from parsec.sim.settings import SIM_FLEETS, SimSettings
 
 BAD_INPUT = 2
 
@@ -42,7 +41,7 @@ def add_simulate_command(commands) -> None:
     p.add_argument("--dial-rtts", help="round trips a new connection costs before the request (default 2: "
                                        "QUIC handshake + go-libp2p's wait for identify)")
     p.add_argument("--unresponsive", help="share of reachable peers that never answer a request (default 0)")
-    p.add_argument("--fleets", help="comma-separated: default,optprov,fullrt (default all three)")
+    p.add_argument("--fleets", help=f"comma-separated, of {','.join(SIM_FLEETS)} (default all)")
     p.add_argument("--optprov-rules", help="optprov's rules: 'parsec' (default) or 'go' (go-libp2p-kad-dht's)")
     p.add_argument("--regions", help="server regions, comma-separated (default the matrix's seven)")
     p.add_argument("--servers-per-region", help="servers per fleet and region (default 1)")
@@ -54,45 +53,7 @@ def add_simulate_command(commands) -> None:
     p.set_defaults(func=run)
 
 
-@dataclass
-class Outcome:
-    """What ``simulate`` did: the run's statistics, its summary, where the files are."""
-
-    stats: object
-    summary: dict
-    files: list[Path]
-
-
-def simulate(settings, progress=None) -> Outcome:
-    """Build, join, run every fleet's rounds and write the dataset (``settings.output``)."""
-    from parsec.sim.report import fleet_summary, records_frame
-    from parsec.sim.run import Simulation
-    from parsec.store.parquet import ParquetSink
-
-    simulation = Simulation(settings, progress)
-    simulation.join()
-    sink = None
-    if settings.output is not None:
-        sink = ParquetSink(settings.output, writer_id=f"sim-seed{settings.seed}", rotate_rows=10_000,
-                           rotate_seconds=3600)
-    records = []
-
-    def write(batch) -> None:
-        records.extend(batch)
-        if sink is not None:
-            sink.write(batch)
-
-    try:
-        stats = simulation.run(write)
-    finally:
-        if sink is not None:
-            sink.close()
-    return Outcome(stats, fleet_summary(records_frame(records)), [] if sink is None else sink.files_written)
-
-
 def _settings(args: argparse.Namespace):
-    from parsec.sim.settings import SimSettings
-
     output = None if args.output is None else (None if args.output.lower() == "none" else args.output)
     given = {
         "peers": args.peers, "unreachable": args.unreachable,
@@ -111,8 +72,9 @@ def _settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from parsec.sim.run import SimError
-    from parsec.summary import format_summary
+    # imported when the command runs, not at every `parsec` start: numpy, pandas, pyarrow
+    from parsec.analysis.summary import format_summary
+    from parsec.sim.run import SimError, simulate
 
     try:
         settings = _settings(args)

@@ -1,0 +1,7 @@
+"""``python -m parsec.cli``: the ``parsec`` command."""
+
+import sys
+
+from parsec.cli import main
+
+sys.exit(main())
