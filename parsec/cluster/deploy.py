@@ -184,10 +184,20 @@ def _status_or_restarting(actor) -> dict:
                 "routing_table_size": 0}
 
 
+STOP_TIMEOUT = 30.0
+"""Seconds the servers of one ``stop_servers`` call get, together, to stop gracefully."""
+
+
 def stop_servers(actors: list) -> None:
+    """Stop servers gracefully, all at once (each marks its row offline and closes its
+    peer; those not done within ``STOP_TIMEOUT`` are cut short), then end their actors."""
+    stopping = []
     for actor in actors:
         try:
-            ray.get(actor.stop.remote(), timeout=30)
-        except Exception:
+            stopping.append(actor.stop.remote())
+        except Exception:  # an actor already gone is ended below all the same
             pass
+    if stopping:
+        ray.wait(stopping, num_returns=len(stopping), timeout=STOP_TIMEOUT)
+    for actor in actors:
         ray.kill(actor, no_restart=True)

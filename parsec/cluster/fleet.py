@@ -167,10 +167,13 @@ def teardown(fleet: str, progress=print) -> FleetReport:
     report = FleetReport(fleet)
     names = fleet_actor_names(fleet)
     handles = [ray.get_actor(name, namespace=NAMESPACE) for name in names]
-    for name, handle in zip(names, handles):
+    asked = [handle.status.remote() for handle in handles]  # all at once: a slow server holds up no other
+    if asked:
+        ray.wait(asked, num_returns=len(asked), timeout=30)
+    for name, status in zip(names, asked):
         try:
-            report.statuses.append(ray.get(handle.status.remote(), timeout=30))
-        except Exception as error:  # a dead actor is still stopped below
+            report.statuses.append(ray.get(status, timeout=0))
+        except Exception as error:  # a dead or silent actor is still stopped below
             progress(f"{name}: no status ({type(error).__name__})")
     progress(f"fleet {fleet}: stopping {len(handles)} server(s)")
     stop_servers(handles)
