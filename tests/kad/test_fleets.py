@@ -65,3 +65,37 @@ def test_a_provide_trace_and_its_error_text() -> None:
     detail = trace.as_dict()
     assert detail["rpc_total"] == 3 and detail["failures"] == 3 and detail["strategy"] == "classic"
     assert provide_error(result) == "no ADD_PROVIDER succeeded (classic provide, walk end exhausted)"
+
+
+def test_every_list_of_strategies_is_the_registry() -> None:
+    """Names are written once (``STRATEGIES``); the settings, the simulator and the CLI's
+    help derive theirs, so a new entry reaches them all."""
+    from parsec.config import CLIENT_MODE_STRATEGIES, FLEETS, ServerSettings
+    from parsec.kad.fleets import STRATEGIES
+    from parsec.sim.settings import SIM_FLEETS
+
+    assert FLEETS == tuple(STRATEGIES)
+    assert SIM_FLEETS == CLIENT_MODE_STRATEGIES == ENGINE_STRATEGIES
+    assert ENGINE_STRATEGIES == tuple(name for name, spec in STRATEGIES.items() if spec.policy is not None)
+    assert all(STRATEGIES[name].policy.name == name for name in ENGINE_STRATEGIES)  # type: ignore[union-attr]
+    help_text = ServerSettings.model_fields["strategy"].description or ""
+    assert all(name in help_text for name in STRATEGIES)
+
+
+def test_each_engine_strategy_declares_its_upkeep() -> None:
+    """The join's upkeep and the maintenance schedule come from the policy: refresh now and
+    every 10 minutes (``default``, ``optprov``), or a crawl at join and whenever one is due
+    (``fullrt``)."""
+    default = engine_fleet("default", table())
+    schedule = default.maintenance()
+    assert default.join_upkeep is None
+    assert [next(schedule), schedule.send(0.0), schedule.send(5.0)] == ["refresh", 600.0, "refresh"]
+    fullrt = engine_fleet("fullrt", table(), FleetOptions(crawl_interval=120))
+    schedule = fullrt.maintenance()
+    assert fullrt.join_upkeep == "crawl"
+    assert next(schedule) == 2.0  # checks 60 times per interval, at least 1 s apart
+    assert schedule.send(2.0) == "crawl"  # no crawl ever started: due
+    fullrt.start_crawl(3.0)  # under way: not due again until it finished and 120 s passed
+    assert schedule.send(3.0) == 2.0 and schedule.send(5.0) == 2.0
+    with pytest.raises(ValueError, match="does not crawl"):
+        default.start_crawl(0.0)
