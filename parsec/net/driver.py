@@ -41,16 +41,18 @@ Transport = Callable[[Request], Awaitable[Outcome]]
 def _transport(node: DhtNode, key: bytes) -> Transport:
     """Carries one request of an operation on ``key`` (a request's own ``key`` wins): a kad
     message to its peer, the answer's peers learnt (addresses kept) and returned."""
-    announce: list = []  # the ADD_PROVIDER message, built at the first store
+    announcements: dict[bytes, object] = {}  # ADD_PROVIDER by key, built at the first store of each
 
     async def exchange(request: Request) -> Outcome:
+        asked = request.key or key
         try:
             if request.kind == "add_provider":
-                if not announce:
-                    announce.append(wire.request(wire.ADD_PROVIDER, key, provider=node.self_wire()))
-                await node.rpc(request.peer, announce[0], expect_reply=False)
+                announce = announcements.get(asked)
+                if announce is None:
+                    announce = announcements[asked] = wire.request(wire.ADD_PROVIDER, asked, provider=node.self_wire())
+                await node.rpc(request.peer, announce, expect_reply=False)
                 return DELIVERED
-            reply = await node.rpc(request.peer, wire.request(_KIND_TO_WIRE[request.kind], request.key or key))
+            reply = await node.rpc(request.peer, wire.request(_KIND_TO_WIRE[request.kind], asked))
         except RpcError as error:
             return Failure(str(error))
         return Reply(_closer(node, reply), _providers(node, reply))
