@@ -40,6 +40,9 @@ from .machine import DELIVERED, Failure, Machine, Outcome, Reply, Request, Reque
 from .provide import ClassicProvide, ProvideOperation, ProvideResult
 from .stores import OPTPROV_POOL_SIZE, BackgroundPool, StoreState
 from .routing import RoutingTable
+from .sweep import RegionProvide, RegionReport, RegionResult
+from .sweep_regions import KeyStore, Region
+from .sweep_schedule import CycleResult, Job, SweepCycle, SweepSchedule, WorkerPool
 
 __all__ = [
     "ALPHA",
@@ -65,6 +68,16 @@ __all__ = [
     "UNREACHABLE",
     "BackgroundPool",
     "ClassicProvide",
+    "CycleResult",
+    "Job",
+    "KeyStore",
+    "Region",
+    "RegionProvide",
+    "RegionReport",
+    "RegionResult",
+    "SweepCycle",
+    "SweepSchedule",
+    "WorkerPool",
     "CrawlResult",
     "Crawler",
     "DirectProvide",
