@@ -132,7 +132,8 @@ class RegionResult:
     exploration covered (None without one); ``regions``: the regions stored to (for the
     per-key fallback, one per key: the prefix its lookup covered); ``holders``: per key,
     the peers whose ADD_PROVIDER succeeded; ``keys_reached``: keys whose region reached the
-    20 % mark. ``find_node`` counts lookup requests, ``add_provider`` stores sent."""
+    20 % mark. ``find_node`` counts lookup requests, ``add_provider`` stores sent;
+    ``stores_failed`` includes ``store_timeouts`` (as ``ProvideResult``)."""
 
     prefix: Prefix
     kind: JobKind
@@ -455,8 +456,8 @@ class RegionProvide:
                        timed_out: bool = False) -> None:
         assert key_bytes is not None
         if isinstance(outcome, Failure):
+            self.stores["failed"] += 1  # timeouts included, as ``ProvideResult.stores_failed``
             if not timed_out:
-                self.stores["failed"] += 1
                 self._store_errors[outcome.error] += 1
             job.errors += 1
             job.streak += 1
