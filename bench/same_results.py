@@ -90,6 +90,9 @@ def main() -> int:
     parser.add_argument("--before", required=True, help="the git revision to compare against (e.g. 60adec3)")
     parser.add_argument("--quick", action="store_true", help="smaller networks (a few minutes in all)")
     parser.add_argument("--only", help="comma-separated bench names (default all)")
+    parser.add_argument("--ignore", action="append", default=[], metavar="TEXT",
+                        help="leave out figures whose path contains TEXT (e.g. '.source': a file path the change "
+                             "moved, quoted as a parameter's source); repeatable, recorded in the results")
     parser.add_argument("--json", default=str(Path(__file__).with_name("results-same.json")))
     args = parser.parse_args()
     after = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -113,17 +116,19 @@ def main() -> int:
                     _, side_arguments, results = next(b for b in benches(args.quick, out) if b[0] == name)
                     outputs[side] = run(checkout, side_arguments, results)
                 (old, old_wall), (new, new_wall) = outputs["before"], outputs["after"]
+                compared = sorted(key for key in set(old) | set(new) if not any(text in key for text in args.ignore))
                 differences = [{"figure": key, "before": old.get(key), "after": new.get(key)}
-                               for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
-                checks.append({"bench": name, "arguments": arguments, "figures": len(new),
+                               for key in compared if old.get(key) != new.get(key)]
+                checks.append({"bench": name, "arguments": arguments, "figures": len(compared),
                                "identical": not differences, "differences": differences[:20],
                                "wall_s_before": round(old_wall, 1), "wall_s_after": round(new_wall, 1)})
-                print(f"{name}: {len(new)} figures, {'identical' if not differences else f'{len(differences)} differ'}"
+                print(f"{name}: {len(compared)} figures, {'identical' if not differences else f'{len(differences)} differ'}"
                       f"; wall {old_wall:.1f}s before, {new_wall:.1f}s after", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before_tree)], cwd=ROOT, capture_output=True)
     report = {"command": "bench/same_results.py " + " ".join(sys.argv[1:]), "before": args.before,
-              "after": after + ("+uncommitted" if dirty else ""), "quick": args.quick, "checks": checks,
+              "after": after + ("+uncommitted" if dirty else ""), "quick": args.quick, "ignored": args.ignore,
+              "checks": checks,
               "all_identical": all(check["identical"] for check in checks)}
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     print(f"written {args.json}: {'all identical' if report['all_identical'] else 'DIFFERENCES'}")

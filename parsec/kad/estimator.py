@@ -25,16 +25,18 @@ dropped, and a lookup's points are weighted by how full the routing-table bucket
 is: ``w = 2 ** (level - k)`` where ``level`` peers sit in that bucket (a lookup run while the
 table was thin is trusted exponentially less). Here ``bucket_fill = level / k``.
 
-Unreachable peers. Routing tables list peers that never answer (≈45 % of the entries on the
-public DHT). A lookup hears of them like of any other peer but cannot learn, short of a
-complete walk around every dead entry, which *reachable* peers are the k closest: the k
-closest that answered are a biased sample (measured on a simulated 1,000-peer network with
-45 % dead entries: 394 estimated for 534 reachable). So a lookup is tracked by the k closest
-peers it *heard of*, whatever their state, which estimates the listed population N_listed,
-and by how many of those that were asked answered; ``estimate`` is N_listed times that
-reachable share (same network: 508 for 534). Without unreachable peers the share is 1 and
-nothing changes. Optimistic provide compares the peers that answered with thresholds from
-this reachable N.
+Unreachable peers. Routing tables list peers that never answer (≈45 % of the peer ids public
+crawls see never answer, ≈15 % of a table's entries are such ids: ``parsec.model.stale``). A
+lookup hears of them like of any other peer but cannot learn, short of a complete walk
+around every dead entry, which *reachable* peers are the k closest: the k closest that
+answered are a biased sample — they miss the reachable peers only dead entries lead to, so
+they sit farther from the key than the true k closest and the estimate comes out low. So a
+lookup is tracked by the k closest peers it *heard of*, whatever their state, which
+estimates the listed population N_listed, and by how many of those that were asked
+answered; ``estimate`` is N_listed times that reachable share. Without unreachable peers
+the share is 1 and nothing changes. (Both estimates on one simulated network:
+docs/fleets.md, "By-hand observations".) Optimistic provide compares the peers that
+answered with thresholds from this reachable N.
 
 Thresholds (the optimistic-provide proposal by D. Trautwein / ProbeLab, as implemented in
 go-libp2p-kad-dht ``optimistic_provide.go``; its constants, derived for k = 20): with N peers

@@ -2,8 +2,9 @@
 
 Why: the ``fullrt`` fleet measures go-libp2p-kad-dht's ``FullRT`` client, which crawls every
 reachable DHT server into a local table at start and every hour, then provides straight to
-the k closest peers of that table — no lookup, hence ≈10× faster provides — and seeds
-lookups from it. It is not ready before its first crawl finished.
+the k closest peers of that table — no lookup, so a provide is one round of stores instead
+of a walk and then that round (the published figures: ``parsec.analysis.published``) — and
+seeds lookups from it. It is not ready before its first crawl finished.
 
 Here ``FullRoutingTable`` holds the crawled peer set (peers that answered the crawl; go keeps
 exactly those), answers ``closest`` in O(log P) with a sorted key array instead of go's trie,

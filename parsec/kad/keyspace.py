@@ -1,9 +1,9 @@
 """The 256-bit XOR keyspace of the libp2p Kademlia DHT, with keys as plain Python ints.
 
 Why ints: XOR, comparison and ``bit_length`` on 256-bit ints are single C calls, so a
-distance costs about as much as a tuple lookup and sorting a few thousand peers by distance
-to a target takes well under a millisecond. Bytes or bit strings would be slower and no
-clearer.
+distance costs about as much as a tuple lookup and sorting peers by distance to a target is
+a plain sort on int keys. Bytes or bit strings would need a conversion per operation and be
+no clearer.
 
 Placement follows go-libp2p-kad-dht (and js-libp2p, rust-libp2p): a peer sits at
 ``sha256(peer-id bytes)`` and a provider record at ``sha256(multihash bytes)`` of the CID;

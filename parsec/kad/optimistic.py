@@ -55,15 +55,14 @@ class OptimisticProvide(ProvideOperation):
     every peer it knows of, heard-of ones included. The estimate is of the peers that
     answer (``NetworkSizeEstimator.estimate``: the listed peers times the share that
     answers), so comparing heard-of peers against it compares two different networks:
-    where many routing-table entries are unreachable (≈45 % on the public DHT) a heard-of
+    where many listed ids are unreachable (≈45 % of the ids public crawls see) a heard-of
     list is denser than the estimate, the individual threshold then admits peers well outside the
-    true k closest, and stores to unreachable peers hold the caller up for dial timeouts.
-    Measured on the testbed (bench/fleets.py, 45 % unreachable) go's rule put 75 % of the
-    acknowledged records on the true 20 closest reachable peers. (2) The set-threshold
-    mean needs k peers (go pads missing distances with 0, so a walk knowing fewer than k
-    peers stops at once). (3) The optprov fleet runs its walk with ``stall_timeout``
-    (``OPTPROV_STALL_TIMEOUT``): dials to unreachable peers neither block the walk's slots nor
-    hold its end. (4) A walk that converges settles the k closest with the ``"refill"``
+    true k closest, and stores to unreachable peers hold the caller up for dial timeouts:
+    records acknowledged early land on peers outside the true k closest reachable ones.
+    (2) The set-threshold mean needs k peers (go pads missing distances with 0, so a walk
+    knowing fewer than k peers stops at once). (3) The optprov fleet runs its walk with
+    ``stall_timeout`` (``OPTPROV_STALL_TIMEOUT``): dials to unreachable peers neither block the
+    walk's slots nor hold its end. (4) A walk that converges settles the k closest with the ``"refill"``
     followup (rust-libp2p's rule: every peer that makes the k closest non-failed ones is
     asked, until the k closest all answered) instead of go's one round over the k closest
     at convergence, which does not chase what they name: where tables list stale entries the
@@ -74,11 +73,10 @@ class OptimisticProvide(ProvideOperation):
     followup waits for every request), so a slow peer still gets the record. Where every
     answer names the same dead ids near the key, no rule finds more live peers than the
     answers name: go's rules then store on the live peers among its k closest, after
-    waiting out the dead dials, as ours do. Measured in the simulator (1,000 peers, 45 % unreachable
-    ids, 15 % stale entries per table, ``parsec.model.stale``; 40 provides): all 20 of the true 20
-    closest reachable peers among the store targets at p50 (15 with go's followup), the
-    caller answered after 1.2 s p50 (1.6 s), for ≈5 more stores (25 targets p50, at most 30);
-    with every table 45 % stale, 19 of 20 (13).
+    waiting out the dead dials, as ours do. The refill's price is stores beyond k: a peer
+    that answers during the refill and enters the k closest gets one too, and a peer it
+    pushes out keeps its own. (What rules (1) and (4) did against go's on one testbed and one
+    simulated network: docs/fleets.md, "By-hand observations".)
     """
 
 

@@ -45,7 +45,7 @@ from .constants import ALPHA, BETA, K, RPC_TIMEOUT
 from .keyspace import Key, PeerRef
 from .lookup import Lookup
 from .lookup_types import Followup, LookupResult
-from .machine import Failure, Outcome, Request, RequestKind
+from .machine import Failure, Outcome, Reply, Request, RequestKind
 from .stores import StoreSet, StoreState
 
 __all__ = ["AllSettled", "AnswerRule", "ClassicProvide", "Placement", "ProvideOperation", "ProvideResult", "Request",
@@ -190,13 +190,16 @@ class ProvideOperation:
     def on_outcome(self, request: Request, outcome: Outcome, now: float) -> None:
         """What came of ``request``: a store settled, or the walk's request answered or
         failed."""
-        failed = isinstance(outcome, Failure)
         if request.kind == "add_provider":
+            failed = isinstance(outcome, Failure)
             self.on_store_done(request.peer, not failed, now, outcome.error if failed else "")
-        elif failed:
-            self.on_failure(request.peer, now, outcome.error)
-        else:
-            self.on_response(request.peer, outcome.closer, now, outcome.providers)
+            return
+        self._advance(now)
+        if self.done:
+            return
+        self._walking().on_outcome(request, outcome, now)
+        self._place()
+        self._update()
 
     def on_response(
         self,
@@ -205,22 +208,12 @@ class ProvideOperation:
         now: float,
         providers: Iterable[PeerRef] = (),
     ) -> None:
-        """A FIND_NODE (or GET_PROVIDERS) to ``peer`` was answered."""
-        self._advance(now)
-        if self.done:
-            return
-        self._walking().on_response(peer, closer, now, providers)
-        self._place()
-        self._update()
+        """A FIND_NODE (or GET_PROVIDERS) to ``peer`` was answered (``on_outcome``, by peer)."""
+        self.on_outcome(self._walk_request(peer), Reply(tuple(closer), tuple(providers)), now)
 
     def on_failure(self, peer: PeerRef, now: float, error: str = "") -> None:
-        """A FIND_NODE (or GET_PROVIDERS) to ``peer`` failed."""
-        self._advance(now)
-        if self.done:
-            return
-        self._walking().on_failure(peer, now, error)
-        self._place()
-        self._update()
+        """A FIND_NODE (or GET_PROVIDERS) to ``peer`` failed (``on_outcome``, by peer)."""
+        self.on_outcome(self._walk_request(peer), Failure(error), now)
 
     def on_store_done(self, peer: PeerRef, ok: bool, now: float, error: str = "") -> None:
         """The ADD_PROVIDER to ``peer`` finished: delivered (``ok``) or failed."""
@@ -300,6 +293,9 @@ class ProvideOperation:
         )
 
     # ------------------------------------------------------------- internals
+
+    def _walk_request(self, peer: PeerRef) -> Request:
+        return Request(peer, "find_node" if self.walk is None else self.walk.kind)
 
     def _walking(self) -> Lookup:
         if self.walk is None:

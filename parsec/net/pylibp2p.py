@@ -12,18 +12,20 @@ names, so they live here, are applied once per process, and the package pins
    ttl 0 (never expires) and open streams with ``host.new_stream`` only.
 4. The ``libp2p`` logger is noisy at INFO/WARNING for normal stream ends.
 5. The default resource manager caps a host at 256 outbound connections and the swarm
-   prunes above 300: a full-routing-table crawl of 1,000 peers stopped at 256, and lookups
-   failed to dial once a host had met 256 peers. Limits are raised to go-libp2p's
-   connection-manager shape: prune above 900 down to 600, hard cap far above.
+   prunes above 300: a full-routing-table crawl stops at 256 peers, and lookups fail to
+   dial once a host has met 256 peers. Limits are raised to go-libp2p's connection-manager
+   shape: prune above 900 down to 600, hard cap far above.
 6. Yamux sends a WINDOW_UPDATE after every read (``PY_YAMUX_RELEASE_ON_READ``, on by
    default); go-yamux sends one only once half the receive window is used. Off here, as in
    go: a kad request/response exchange writes 3 frames instead of 4.
-7. The resource manager's connection total over-counts (after a 1,000-peer crawl with
-   45 % unreachable ids it counted 998 connections for 663 open), its "graceful
-   degradation" then halved the cap to 500 and every later dial was "denied by resource
-   manager": a crawl reached two thirds of the network and later lookups could not dial
-   the peers it missed. Its totals, circuit breaker, degradation and memory limits are off;
-   the per-direction ``ConnectionLimits`` and the connection manager bound connections.
+7. The resource manager's connection total over-counts: dials that timed out stay counted
+   as open connections, so where many ids are unreachable the total runs far above the
+   connections really open. Its "graceful degradation" then halves the cap and every later
+   dial is "denied by resource manager": a crawl stops short of the network and later
+   lookups cannot dial the peers it missed (what this did to one crawl:
+   docs/architecture.md, "By-hand observations"). Its totals, circuit breaker, degradation
+   and memory limits are off; the per-direction ``ConnectionLimits`` and the connection
+   manager bound connections.
 """
 
 from __future__ import annotations

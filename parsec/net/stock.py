@@ -21,8 +21,9 @@ KadDHT 0.8.1 facts this module relies on (read from its source):
 - ``find_providers`` runs a full FIND_NODE lookup, then GET_PROVIDERS batches of α=10
   until it holds ``count`` providers; providers it finds are cached in its own provider
   store, so a repeated retrieval of a key on the same node answers locally.
-- Its service refreshes the routing table at start and every 10 minutes (45-120
-  FIND_NODE RPCs each time) and republishes provided keys every 22 h.
+- Its service refreshes the routing table at start and every 10 minutes (a self-lookup
+  plus one FIND_NODE lookup per non-empty bucket each time) and republishes provided keys
+  every 22 h.
 """
 
 from __future__ import annotations

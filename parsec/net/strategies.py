@@ -39,8 +39,11 @@ log = logging.getLogger("parsec.net.strategies")
 
 CRAWL_CONCURRENCY = 32
 """Crawl requests in flight. go's crawler runs 1,000 workers against the internet, where a
-request waits on the network; on a loopback testbed every request costs CPU only, and 200
-at once starved two cores into 10 s timeouts (half of a 1,000-peer crawl lost)."""
+request waits on the network; on a loopback testbed every request costs CPU only, so more
+requests in flight than the machine's cores can serve wait in line until they hit the 10 s
+request timeout, and the crawl retries nothing: a peer whose first request timed out counts
+as unreachable and stays out of the table (what 200 at once did on two cores: docs/testbed.md,
+"By-hand observations")."""
 
 
 class DhtStrategy(Protocol):

@@ -4,9 +4,10 @@ Unlike the original it sets timeouts and checks status codes; whatever goes wron
 (refused connection, timeout, 5xx, a body that is not the contract's) comes back as a
 ``ServerReply`` with ``error`` set, so the round records it as data instead of losing it.
 
-aiohttp rather than httpx: measured against the same server, a request costs ≈1.1 ms with
-aiohttp and ≈2.3 ms with httpx, and that difference is framework overhead added to every
-measurement's wall time (bench/overhead.py).
+aiohttp rather than httpx: against the same server, an httpx request costs more client time
+than an aiohttp one, and that difference is framework overhead added to every measurement's
+wall time. ``bench/overhead.py`` measures the overhead of the whole path; the two clients
+side by side: docs/operations.md, "By-hand observations".
 """
 
 from __future__ import annotations

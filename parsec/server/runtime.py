@@ -2,8 +2,9 @@
 
 The same runtime runs inside the Ray actor (``parsec.server.actor``) and under
 ``parsec server``: the libp2p host, the DHT node and hypercorn serving the FastAPI app
-share one trio loop in a thread (an HTTP request calls the DHT directly, ≈1.5 ms
-overhead), while asyncpg registration and heartbeats run on an asyncio loop in another.
+share one trio loop in a thread (an HTTP request calls the DHT directly, with no hop to
+another loop or thread on the way: docs/operations.md, "By-hand observations"), while asyncpg
+registration and heartbeats run on an asyncio loop in another.
 
 Readiness means something here (the original always answers 200): the routing table
 holds at least ``min_routing_table`` peers after an honest bootstrap, the start-up delay

@@ -75,7 +75,8 @@ class StrategyBackend:
         return {**(detail or {}), "host_lag_ms": lag}
 
     def _forget_later(self, peer_id: bytes) -> None:
-        """Disconnect from the provider behind the answer (closing can take 100+ ms)."""
+        """Disconnect from the provider behind the answer, in the background: closing the
+        connection takes time that neither the answer nor its duration may include."""
         settled = self._settled = trio.Event()
 
         async def forget() -> None:

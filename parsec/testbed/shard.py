@@ -2,8 +2,9 @@
 
 Each peer is a full libp2p host (TCP + Noise + Yamux on 127.0.0.1) with a ``DhtNode``
 answering kad requests. The testbed knows every peer it started, so instead of a network
-refresh (45-120 RPCs per peer, design.md) it fills each routing table directly with
-standard k-buckets from the known peer set; servers under test still join the honest way.
+refresh (a self-lookup and a lookup per non-empty bucket, for every peer; design.md) it
+fills each routing table directly with standard k-buckets from the known peer set; servers
+under test still join the honest way.
 """
 
 from __future__ import annotations

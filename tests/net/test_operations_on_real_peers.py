@@ -153,10 +153,13 @@ def test_each_fleet_provides_to_the_true_closest_and_every_fleet_finds_it(networ
         assert len(holders) >= 15, facts
         individual, set_ = final.thresholds
         # the trained estimator's N (the thresholds are 14.53/N and 15.41/N) is near the 64
-        # servers here: the trace's network_size_estimate is read after this provide's own
-        # lookup fed the estimator, so it may differ from the N the provide decided with
+        # servers here, within a factor 2: from ~20 lookups of a 64-peer network the estimate
+        # spreads wide (on tests/kad's SimNet(64), 120 seeds: 43 to 86, 9 of them outside
+        # ±25 %, the bound this test had and failed at once in a full run). The trace's
+        # network_size_estimate is read after this provide's own lookup fed the estimator,
+        # so it may differ from the N the provide decided with
         assert individual / set_ == pytest.approx(14.53 / 15.41, rel=1e-3), facts
-        assert 48 <= 14.53 / individual <= 80 and detail["network_size_estimate"] > 0, facts
+        assert 32 <= 14.53 / individual <= 128 and detail["network_size_estimate"] > 0, facts
         distances = {p.peer_id.hex(): normalized_distance(p.key, key_of(key)) for p in final.store_targets}
         # the walk's end decides where the record goes
         if final.walk_end == "converged":  # the refill found every one of the true closest
