@@ -528,6 +528,25 @@ def sweep(doc):
     ])
 
 
+@table("same-results", "results-same.json")
+def same_results(doc):
+    command = f"{PY} bench/same_results.py --before REV"
+    if doc is None:
+        return missing("results-same.json", command)
+    rows = [[f"`{c['bench']}`", num(c["figures"]), "identical" if c["identical"] else
+             f"**{len(c['differences'])} differ** (first: `{c['differences'][0]['figure']}`)",
+             secs(c["wall_s_before"]), secs(c["wall_s_after"])] for c in doc["checks"]]
+    ignored = ", ".join(f"`{text}`" for text in doc.get("ignored", [])) or "none"
+    return "\n".join([
+        source("results-same.json", doc, command), "",
+        f"Before: `{doc['before']}`; after: `{doc['after']}`" + (" (smaller runs: `--quick`)" if doc["quick"] else "")
+        + f". Figures left out besides the runs' own timings: {ignored}.", "",
+        markdown(["bench", "figures compared", "before vs after", "wall before", "wall after"], rows), "",
+        "One run per side (n = 1, no interval), one after the other on one machine; the wall times compare only "
+        "on a quiet machine.",
+    ])
+
+
 # ---------------------------------------------------------------- validation (bench/validate.py)
 
 VALIDATE = "results-validate.json"
