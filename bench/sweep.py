@@ -20,12 +20,11 @@ simulation of the same seed:
 
 ``lookups_per_cycle`` counts lookups (sweep: exploration lookups + per-key fallback
 lookups; the 4 planning lookups are not included); ``messages_per_cycle`` counts FIND_NODE
-and ADD_PROVIDER requests; ``wall_s`` is this process's time for the cycle. Runs here are
-small (the machine is shared); the issue's sizes (10k–60k peers, 10k/100k keys) are for a
-quiet machine later:
+and ADD_PROVIDER requests; ``wall_s`` is this process's time for the cycle. Every pair of
+``--peers`` and ``--cids`` is one run of each strategy:
 
-    .venv/bin/python bench/sweep.py --peers 5000 --cids 2000       # writes bench/results-sweep.json
-    .venv/bin/python bench/sweep.py --peers 10000 20000 60000 --cids 10000 100000
+    .venv/bin/python bench/sweep.py --peers 10000 --cids 1000 10000   # ≈ 1.5 min; bench/results-sweep.json
+    .venv/bin/python bench/sweep.py --peers 10000 20000 60000 --cids 10000 100000   # the issue's sizes
 """
 
 from __future__ import annotations
